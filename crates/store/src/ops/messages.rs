@@ -1,0 +1,91 @@
+//! Sending messages: from the customer (which may reopen or start a conversation) and from the
+//! business (allowed by the reply status), idempotent by `client_message_id`.
+
+use parley_core::conversation::{Conversation, Scene, Status};
+use parley_core::event::Actor;
+use parley_core::limits::Limits;
+use parley_core::message::{Author, AuthorType, Content, Message};
+use parley_core::{text, Uuid};
+
+use super::conversations::load;
+use super::{append_all, found, R};
+use crate::tx::Tx;
+use crate::StoreError;
+
+pub struct NewMessage {
+    pub author: Author,
+    pub content: Content,
+    pub client_message_id: Option<String>,
+}
+
+pub struct Sent {
+    pub message: Message,
+    /// False when `client_message_id` matched an earlier message, which is answered instead.
+    pub created: bool,
+}
+
+pub fn send_message(
+    tx: &mut dyn Tx,
+    account: Uuid,
+    conversation_id: Uuid,
+    new: NewMessage,
+    actor: Actor,
+    limits: &Limits,
+) -> R<Sent> {
+    if let Some(cmid) = &new.client_message_id {
+        text::required("client_message_id", cmid, 128)?;
+    }
+    let (mut conversation, integration) = load(tx, account, conversation_id)?;
+    let customer = found(tx.customer(account, conversation.customer_id)?, "customer")?;
+    let now = tx.now();
+
+    if new.author.author_type == AuthorType::Customer
+        && conversation.status == Status::Ended
+        && !conversation.reopens_at(&integration, now)
+    {
+        // Past the reopen window the customer's message belongs to a newer conversation:
+        // the one already started since, or a new one.
+        let newest = tx.latest_conversation(account, customer.id, integration.id)?;
+        conversation = match newest {
+            Some(c) if c.id != conversation.id && c.status != Status::Ended => c,
+            _ => {
+                let scene = Scene { integration: &integration, actor: actor.clone(), now };
+                let (fresh, events) = Conversation::start(Uuid::now_v7(), &customer, &scene);
+                tx.put_conversation(account, &fresh)?;
+                append_all(tx, account, events)?;
+                fresh
+            }
+        };
+    }
+
+    if let Some(cmid) = &new.client_message_id {
+        if let Some(existing) = tx.message_by_client_id(conversation.id, cmid)? {
+            return Ok(Sent { message: existing, created: false });
+        }
+    }
+
+    let message = Message {
+        id: Uuid::now_v7(),
+        conversation_id: conversation.id,
+        seq: conversation.messages_count + 1,
+        author: new.author,
+        content: new.content,
+        client_message_id: new.client_message_id,
+        created_at: now,
+    };
+    let scene = Scene { integration: &integration, actor, now };
+    let events = if message.author.author_type == AuthorType::Customer {
+        conversation.receive_customer_message(&message, &customer, limits, &scene)?
+    } else {
+        conversation.send_business_message(&message, limits, &scene)?
+    };
+    tx.put_conversation(account, &conversation)?;
+    match tx.insert_message(account, &message) {
+        Err(StoreError::Duplicate { .. }) => {
+            return Err(StoreError::Backend("message sequence collision".into()));
+        }
+        other => other?,
+    }
+    append_all(tx, account, events)?;
+    Ok(Sent { message, created: true })
+}

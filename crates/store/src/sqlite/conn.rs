@@ -1,0 +1,584 @@
+//! `Reads` and `Tx` over one SQLite connection.
+
+use std::sync::Arc;
+
+use parley_core::account::{Account, ApiKey};
+use parley_core::agent::Agent;
+use parley_core::conversation::Conversation;
+use parley_core::customer::Customer;
+use parley_core::event::{Event, EventDraft, EventType};
+use parley_core::group::Group;
+use parley_core::integration::Integration;
+use parley_core::message::Message;
+use parley_core::{Timestamp, Uuid};
+use rusqlite::types::ToSql;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob};
+use crate::tx::{Reads, Tx};
+use crate::StoreError;
+
+type R<T> = Result<T, StoreError>;
+
+/// Anything that lends a connection gets every read.
+pub(crate) trait HasConn {
+    fn conn(&self) -> &Connection;
+}
+
+pub(crate) struct ReadConn<'a>(pub &'a Connection);
+
+impl HasConn for ReadConn<'_> {
+    fn conn(&self) -> &Connection {
+        self.0
+    }
+}
+
+/// The writer's view of one command inside the batch transaction.
+pub(crate) struct WriteConn<'a> {
+    pub db: &'a Connection,
+    pub now: Timestamp,
+    /// Events appended so far in this batch, handed to the commit sink after COMMIT.
+    pub appended: &'a mut Vec<LogEntry>,
+}
+
+impl HasConn for WriteConn<'_> {
+    fn conn(&self) -> &Connection {
+        self.db
+    }
+}
+
+fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn to_doc<T: Serialize>(value: &T) -> R<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn one_doc<T: DeserializeOwned>(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Option<T>> {
+    Ok(db.prepare_cached(sql)?.query_row(args, |r| doc(r, 0)).optional()?)
+}
+
+fn docs<T: DeserializeOwned>(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Vec<T>> {
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| doc(r, 0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A page of an account's documents from `table`, in id (creation) order.
+fn page_of<T: DeserializeOwned>(db: &Connection, table: &str, account: Uuid, page: &Page) -> R<Vec<T>> {
+    let sql = format!(
+        "SELECT body FROM {table} WHERE account_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
+    );
+    docs(db, &sql, &[&account, &page.after_id, &(page.limit as i64)])
+}
+
+fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
+    let type_name: String = row.get(2)?;
+    let event_type = EventType::parse(&type_name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, format!("unknown event type {type_name}").into())
+    })?;
+    let json: String = row.get(5)?;
+    Ok(LogEntry {
+        account_id: row.get(0)?,
+        seq: row.get(1)?,
+        event_type,
+        conversation_id: row.get(3)?,
+        occurred_at: Timestamp::from_millis(row.get(4)?),
+        json: Arc::from(json),
+    })
+}
+
+fn in_list(column: &str, n: usize, first_param: usize) -> String {
+    let marks: Vec<String> = (0..n).map(|i| format!("?{}", first_param + i)).collect();
+    format!("{column} IN ({})", marks.join(", "))
+}
+
+impl<T: HasConn> Reads for T {
+    fn setting(&self, key: &str) -> R<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn account(&self, id: Uuid) -> R<Option<Account>> {
+        one_doc(self.conn(), "SELECT body FROM accounts WHERE id = ?1", &[&id])
+    }
+
+    fn api_key_by_hash(&self, hash: &str) -> R<Option<(Uuid, ApiKey)>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT account_id, body FROM api_keys WHERE hash = ?1")?
+            .query_row([hash], |r| Ok((r.get(0)?, doc(r, 1)?)))
+            .optional()?)
+    }
+
+    fn api_keys(&self, account: Uuid, page: &Page) -> R<Vec<ApiKey>> {
+        page_of(self.conn(), "api_keys", account, page)
+    }
+
+    fn agent(&self, account: Uuid, id: Uuid) -> R<Option<Agent>> {
+        one_doc(self.conn(), "SELECT body FROM agents WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn agents(&self, account: Uuid, page: &Page) -> R<Vec<Agent>> {
+        page_of(self.conn(), "agents", account, page)
+    }
+
+    fn group(&self, account: Uuid, id: Uuid) -> R<Option<Group>> {
+        one_doc(self.conn(), "SELECT body FROM groups WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn groups(&self, account: Uuid, page: &Page) -> R<Vec<Group>> {
+        page_of(self.conn(), "groups", account, page)
+    }
+
+    fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>> {
+        one_doc(self.conn(), "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn integrations(&self, account: Uuid, page: &Page) -> R<Vec<Integration>> {
+        page_of(self.conn(), "integrations", account, page)
+    }
+
+    fn count_integrations(&self, account: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT COUNT(*) FROM integrations WHERE account_id = ?1 AND deleted = 0")?
+            .query_row([account], |r| r.get(0))?)
+    }
+
+    fn customer(&self, account: Uuid, id: Uuid) -> R<Option<Customer>> {
+        one_doc(self.conn(), "SELECT body FROM customers WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn customer_by_external_id(&self, account: Uuid, external_id: &str) -> R<Option<Customer>> {
+        one_doc(
+            self.conn(),
+            "SELECT body FROM customers WHERE account_id = ?1 AND external_id = ?2",
+            &[&account, &external_id],
+        )
+    }
+
+    fn customers(&self, account: Uuid, page: &Page) -> R<Vec<Customer>> {
+        page_of(self.conn(), "customers", account, page)
+    }
+
+    fn conversation(&self, account: Uuid, id: Uuid) -> R<Option<Conversation>> {
+        one_doc(self.conn(), "SELECT body FROM conversations WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
+        let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = ?1");
+        let status = f.status.map(|s| s.as_str());
+        let mut args: Vec<&dyn ToSql> = vec![&account];
+        let filter = |sql: &mut String, args: &mut Vec<&dyn ToSql>, clause: &str| {
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
+        };
+        if let Some(s) = &status {
+            filter(&mut sql, &mut args, " AND c.status = ?");
+            args.push(s);
+        }
+        if let Some(a) = &f.assignee_id {
+            filter(&mut sql, &mut args, " AND c.assignee_id = ?");
+            args.push(a);
+        }
+        if let Some(g) = &f.group_id {
+            filter(&mut sql, &mut args, " AND c.group_id = ?");
+            args.push(g);
+        }
+        if let Some(c) = &f.customer_id {
+            filter(&mut sql, &mut args, " AND c.customer_id = ?");
+            args.push(c);
+        }
+        if let Some(i) = &f.integration_id {
+            filter(&mut sql, &mut args, " AND c.integration_id = ?");
+            args.push(i);
+        }
+        if let Some(t) = &f.tag {
+            filter(
+                &mut sql,
+                &mut args,
+                " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)",
+            );
+            args.push(t);
+        }
+        if let Some(b) = &f.before_id {
+            filter(&mut sql, &mut args, " AND c.id < ?");
+            args.push(b);
+        }
+        let limit = f.limit as i64;
+        filter(&mut sql, &mut args, " ORDER BY c.id DESC LIMIT ?");
+        args.push(&limit);
+        docs(self.conn(), &sql, &args)
+    }
+
+    fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
+        let queued = c.queued_at.unwrap_or(c.created_at).millis();
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = ?1 AND group_id IS ?2 AND status = 'open'
+                 AND assignee_id IS NULL AND id != ?3
+                 AND (priority > ?4 OR (priority = ?4 AND (queued_at < ?5 OR (queued_at = ?5 AND id < ?3))))",
+            )?
+            .query_row(params![account, c.group_id, c.id, c.priority, queued], |r| r.get::<_, i64>(0))?
+            + 1)
+    }
+
+    fn latest_conversation(&self, account: Uuid, customer: Uuid, integration: Uuid) -> R<Option<Conversation>> {
+        one_doc(
+            self.conn(),
+            "SELECT body FROM conversations WHERE account_id = ?1 AND customer_id = ?2 AND integration_id = ?3
+             ORDER BY id DESC LIMIT 1",
+            &[&account, &customer, &integration],
+        )
+    }
+
+    fn message(&self, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
+        one_doc(self.conn(), "SELECT body FROM messages WHERE id = ?1 AND conversation_id = ?2", &[&id, &conversation])
+    }
+
+    fn message_by_client_id(&self, conversation: Uuid, client_message_id: &str) -> R<Option<Message>> {
+        one_doc(
+            self.conn(),
+            "SELECT body FROM messages WHERE conversation_id = ?1 AND client_message_id = ?2",
+            &[&conversation, &client_message_id],
+        )
+    }
+
+    fn messages(&self, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
+        let limit = limit as i64;
+        match window {
+            MessageWindow::First => docs(
+                self.conn(),
+                "SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq LIMIT ?2",
+                &[&conversation, &limit],
+            ),
+            MessageWindow::After(seq) => docs(
+                self.conn(),
+                "SELECT body FROM messages WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                &[&conversation, &seq, &limit],
+            ),
+            MessageWindow::Before(seq) => {
+                let mut page: Vec<Message> = docs(
+                    self.conn(),
+                    "SELECT body FROM messages WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+                    &[&conversation, &seq, &limit],
+                )?;
+                page.reverse();
+                Ok(page)
+            }
+        }
+    }
+
+    fn read_position(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT seq FROM read_positions WHERE conversation_id = ?1 AND reader_type = ?2 AND reader_id = ?3",
+            )?
+            .query_row(params![conversation, reader.kind.as_str(), reader.id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND seq > ?2
+                 AND NOT (author_type = ?3 AND author_id IS ?4)",
+            )?
+            .query_row(params![conversation, after_seq, reader.kind.as_str(), reader.id], |r| r.get(0))?)
+    }
+
+    fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
+        let mut sql = String::from(
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events WHERE account_id = ?1 AND seq > ?2",
+        );
+        let since = q.since.map(Timestamp::millis);
+        let until = q.until.map(Timestamp::millis);
+        let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
+        let limit = q.limit as i64;
+        let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
+        if !q.conversation_ids.is_empty() {
+            sql.push_str(" AND ");
+            sql.push_str(&in_list("conversation_id", q.conversation_ids.len(), args.len() + 1));
+            args.extend(q.conversation_ids.iter().map(|c| c as &dyn ToSql));
+        }
+        if let Some(s) = &since {
+            sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
+            args.push(s);
+        }
+        if let Some(u) = &until {
+            sql.push_str(&format!(" AND occurred_at < ?{}", args.len() + 1));
+            args.push(u);
+        }
+        if !types.is_empty() {
+            sql.push_str(" AND ");
+            sql.push_str(&in_list("type", types.len(), args.len() + 1));
+            args.extend(types.iter().map(|t| t as &dyn ToSql));
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len() + 1));
+        args.push(&limit);
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map(args.as_slice(), log_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn last_seq(&self, account: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?
+            .query_row([account], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn cursor(&self, consumer: &str, account: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT position FROM consumer_cursors WHERE consumer = ?1 AND account_id = ?2")?
+            .query_row(params![consumer, account], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
+fn unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl Tx for WriteConn<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> R<()> {
+        self.db.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn insert_account(&mut self, account: &Account) -> R<()> {
+        self.db.execute("INSERT INTO accounts (id, body) VALUES (?1, ?2)", params![account.id, to_doc(account)?])?;
+        Ok(())
+    }
+
+    fn insert_api_key(&mut self, account: Uuid, key: &ApiKey, hash: &str) -> R<()> {
+        self.db.execute(
+            "INSERT INTO api_keys (id, account_id, hash, body) VALUES (?1, ?2, ?3, ?4)",
+            params![key.id, account, hash, to_doc(key)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_api_key(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        Ok(self.db.execute("DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account])? > 0)
+    }
+
+    fn put_agent(&mut self, account: Uuid, agent: &Agent) -> R<()> {
+        self.db.execute(
+            "INSERT INTO agents (id, account_id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![agent.id, account, to_doc(agent)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_group(&mut self, account: Uuid, group: &Group) -> R<()> {
+        self.db.execute(
+            "INSERT INTO groups (id, account_id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![group.id, account, to_doc(group)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_integration(&mut self, account: Uuid, i: &Integration) -> R<()> {
+        self.db.execute(
+            "INSERT INTO integrations (id, account_id, deleted, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, body = excluded.body",
+            params![i.id, account, i.is_deleted(), to_doc(i)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_customer(&mut self, account: Uuid, c: &Customer) -> R<()> {
+        let result = self.db.execute(
+            "INSERT INTO customers (id, account_id, external_id, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id, body = excluded.body",
+            params![c.id, account, c.external_id, to_doc(c)?],
+        );
+        match result {
+            Err(e) if unique_violation(&e) => Err(StoreError::Duplicate {
+                field: "external_id",
+                detail: "another customer of this account has this external_id".into(),
+            }),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    fn put_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
+                    priority, queued_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, assignee_id = excluded.assignee_id,
+                    group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
+                    body = excluded.body",
+            )?
+            .execute(params![
+                c.id,
+                account,
+                c.integration_id,
+                c.customer_id,
+                c.status.as_str(),
+                c.assignee.map(|a| a.id),
+                c.group_id,
+                c.priority,
+                c.queued_at.map(Timestamp::millis),
+                to_doc(c)?
+            ])?;
+        // Tags are few per conversation: replace the set.
+        self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;
+        let mut insert = self
+            .db
+            .prepare_cached("INSERT INTO conversation_tags (conversation_id, account_id, tag) VALUES (?1, ?2, ?3)")?;
+        for tag in &c.tags {
+            insert.execute(params![c.id, account, tag])?;
+        }
+        Ok(())
+    }
+
+    fn insert_message(&mut self, account: Uuid, m: &Message) -> R<()> {
+        let result = self
+            .db
+            .prepare_cached(
+                "INSERT INTO messages (conversation_id, seq, id, account_id, author_type, author_id, client_message_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                m.conversation_id,
+                m.seq,
+                m.id,
+                account,
+                m.author.author_type.as_str(),
+                m.author.id,
+                m.client_message_id,
+                to_doc(m)?
+            ]);
+        match result {
+            Err(e) if unique_violation(&e) => Err(StoreError::Duplicate {
+                field: "client_message_id",
+                detail: "a message with this client_message_id already exists".into(),
+            }),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool> {
+        let changed = self.db.execute(
+            "INSERT INTO read_positions (conversation_id, reader_type, reader_id, seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (conversation_id, reader_type, reader_id) DO UPDATE SET seq = excluded.seq
+             WHERE excluded.seq > read_positions.seq",
+            params![conversation, reader.kind.as_str(), reader.id, seq],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn append(&mut self, account: Uuid, draft: EventDraft) -> R<Event> {
+        let seq: i64 = self
+            .db
+            .prepare_cached("UPDATE accounts SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
+            .query_row([account], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::not_found("account"))?;
+        let event = Event::stamp(draft, Uuid::now_v7(), seq, account, self.now);
+        let json: Arc<str> = Arc::from(serde_json::to_string(&event)?);
+        self.db
+            .prepare_cached(
+                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                account,
+                seq,
+                event.id,
+                event.event_type.as_str(),
+                event.occurred_at.millis(),
+                event.conversation_id,
+                &*json
+            ])?;
+        self.appended.push(LogEntry {
+            account_id: account,
+            seq,
+            event_type: event.event_type,
+            conversation_id: event.conversation_id,
+            occurred_at: event.occurred_at,
+            json,
+        });
+        Ok(event)
+    }
+
+    fn advance_cursor(&mut self, consumer: &str, account: Uuid, position: i64) -> R<()> {
+        self.db.execute(
+            "INSERT INTO consumer_cursors (consumer, account_id, position) VALUES (?1, ?2, ?3)
+             ON CONFLICT (consumer, account_id) DO UPDATE SET position = excluded.position
+             WHERE excluded.position > consumer_cursors.position",
+            params![consumer, account, position],
+        )?;
+        Ok(())
+    }
+
+    fn schedule(&mut self, account: Option<Uuid>, kind: &str, due_at: Timestamp, payload: &Value) -> R<Uuid> {
+        let id = Uuid::now_v7();
+        self.db.execute(
+            "INSERT INTO schedule (id, account_id, kind, due_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, account, kind, due_at.millis(), payload.to_string()],
+        )?;
+        Ok(id)
+    }
+
+    fn claim_due(&mut self, now: Timestamp, limit: usize, lease_secs: i64) -> R<Vec<ScheduledJob>> {
+        let mut stmt = self.db.prepare_cached(
+            "UPDATE schedule SET lease_until = ?2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM schedule WHERE due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+                          ORDER BY due_at LIMIT ?3)
+             RETURNING id, account_id, kind, due_at, payload, attempts",
+        )?;
+        let rows = stmt.query_map(params![now.millis(), now.plus_secs(lease_secs).millis(), limit as i64], |r| {
+            let payload: String = r.get(4)?;
+            Ok(ScheduledJob {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                kind: r.get(2)?,
+                due_at: Timestamp::from_millis(r.get(3)?),
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                attempts: r.get(5)?,
+            })
+        })?;
+        let mut jobs: Vec<ScheduledJob> = rows.collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| (j.due_at, j.id));
+        Ok(jobs)
+    }
+
+    fn complete_job(&mut self, id: Uuid) -> R<bool> {
+        Ok(self.db.execute("DELETE FROM schedule WHERE id = ?1", [id])? > 0)
+    }
+
+    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64> {
+        Ok(self.db.execute("DELETE FROM schedule WHERE kind = ?1 AND account_id IS ?2", params![kind, account])? as u64)
+    }
+}

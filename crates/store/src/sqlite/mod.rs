@@ -1,0 +1,236 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer thread. It takes every command waiting in its queue (up to
+//! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction — each inside its own
+//! savepoint, so a refused command leaves no trace while its neighbours commit — and commits
+//! once: one fsync for the whole batch (group commit). Reads use a small pool of read-only
+//! connections on the blocking thread pool, each read in its own snapshot.
+
+mod conn;
+mod schema;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use parley_core::Timestamp;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::model::LogEntry;
+use crate::store::{Boxed, ReadFn, WriteFn};
+use crate::{CommitSink, Store, StoreError};
+use conn::{ReadConn, WriteConn};
+
+/// The most commands one transaction takes.
+pub const MAX_BATCH: usize = 512;
+const READERS: usize = 4;
+const QUEUE: usize = 8192;
+
+/// How hard a commit is pushed to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync at every commit: an acknowledged write survives a power cut.
+    Full,
+    /// fsync at WAL checkpoints: survives a crash of Parley, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+}
+
+struct WriteJob {
+    f: WriteFn,
+    reply: oneshot::Sender<Result<Boxed, StoreError>>,
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let db = Connection::open_with_flags(path, flags)?;
+    db.busy_timeout(std::time::Duration::from_secs(10))?;
+    db.set_prepared_statement_cache_capacity(64);
+    Ok(db)
+}
+
+fn wall_clock() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `config.path`, applies migrations and starts
+    /// the writer. `sink` is told of every committed batch of events.
+    pub fn open(config: SqliteConfig, sink: CommitSink) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = config.path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let mut db = open_connection(&config.path, OpenFlags::default())?;
+        let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!("cannot switch {} to WAL mode", config.path.display())));
+        }
+        let sync = match config.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        db.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000;"))?;
+        schema::migrate(&mut db)?;
+        // The commit clock resumes from the newest event, so occurred_at never runs backwards.
+        let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("parley-sqlite-writer".into())
+            .spawn(move || writer_loop(db, rx, sink, Timestamp::from_millis(last)))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path: config.path,
+            queue: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+            reader_slots: Semaphore::new(READERS),
+        })
+    }
+
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        if let Some(db) = self.readers.lock().map_err(|_| StoreError::Unavailable)?.pop() {
+            return Ok(db);
+        }
+        let db = open_connection(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        db.execute_batch("PRAGMA query_only = 1; PRAGMA cache_size = -16000;")?;
+        Ok(db)
+    }
+
+    fn give_back(&self, db: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(db);
+        }
+    }
+}
+
+fn writer_loop(db: Connection, mut rx: mpsc::Receiver<WriteJob>, sink: CommitSink, mut clock: Timestamp) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        clock = clock.max(wall_clock());
+        run_batch(&db, &mut batch, &sink, clock);
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, sink: &CommitSink, now: Timestamp) {
+    if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
+        let msg = e.to_string();
+        for job in batch.drain(..) {
+            let _ = job.reply.send(Err(StoreError::Backend(msg.clone())));
+        }
+        return;
+    }
+    let mut appended: Vec<LogEntry> = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        let mark = appended.len();
+        let result = run_one(db, job.f, now, &mut appended);
+        if result.is_err() {
+            appended.truncate(mark);
+        }
+        outcomes.push((job.reply, result));
+    }
+    match db.execute_batch("COMMIT") {
+        Ok(()) => {
+            if !appended.is_empty() {
+                sink(&appended);
+            }
+            for (reply, result) in outcomes {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "commit failed; the whole batch is refused");
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {e}"))));
+            }
+        }
+    }
+}
+
+/// Runs one command inside a savepoint; a refusal (or a panic) rolls back only this command.
+fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEntry>) -> Result<Boxed, StoreError> {
+    db.execute_batch("SAVEPOINT command")?;
+    let result = {
+        let mut tx = WriteConn { db, now, appended: &mut *appended };
+        catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())))
+    };
+    if result.is_err() {
+        db.execute_batch("ROLLBACK TO command")?;
+    }
+    db.execute_batch("RELEASE command")?;
+    result
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_boxed(&self, f: WriteFn) -> Result<Boxed, StoreError> {
+        let queue = self.queue.lock().map_err(|_| StoreError::Unavailable)?.clone().ok_or(StoreError::Unavailable)?;
+        let (reply, answer) = oneshot::channel();
+        queue.send(WriteJob { f, reply }).await.map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError> {
+        let _slot = self.reader_slots.acquire().await.map_err(|_| StoreError::Unavailable)?;
+        let db = self.take_reader()?;
+        let (db, result) = tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                db.execute_batch("BEGIN")?;
+                let out = catch_unwind(AssertUnwindSafe(|| f(&ReadConn(&db))))
+                    .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
+                db.execute_batch("COMMIT")?;
+                out
+            })();
+            (db, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
+        if db.is_autocommit() {
+            self.give_back(db);
+        }
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        crate::StoreExt::read(self, |r| r.setting("ping").map(|_| ())).await
+    }
+
+    async fn close(&self) {
+        let queue = self.queue.lock().ok().and_then(|mut q| q.take());
+        drop(queue);
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}

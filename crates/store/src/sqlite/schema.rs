@@ -1,0 +1,154 @@
+//! The SQLite schema, applied in order at start. A migration never changes once released:
+//! later changes are new entries.
+//!
+//! Entities are stored as a JSON document (`body`) beside the columns that queries filter or
+//! sort on; the log keeps its envelope JSON so reads return stored bytes without re-encoding.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE accounts (
+    id BLOB PRIMARY KEY,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE INDEX api_keys_account ON api_keys (account_id, id);
+
+CREATE TABLE agents (id BLOB PRIMARY KEY, account_id BLOB NOT NULL, body TEXT NOT NULL);
+CREATE INDEX agents_account ON agents (account_id, id);
+
+CREATE TABLE groups (id BLOB PRIMARY KEY, account_id BLOB NOT NULL, body TEXT NOT NULL);
+CREATE INDEX groups_account ON groups (account_id, id);
+
+CREATE TABLE integrations (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX integrations_account ON integrations (account_id, id);
+
+CREATE TABLE customers (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    external_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX customers_account ON customers (account_id, id);
+CREATE UNIQUE INDEX customers_external ON customers (account_id, external_id) WHERE external_id IS NOT NULL;
+
+CREATE TABLE conversations (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    integration_id BLOB NOT NULL,
+    customer_id BLOB NOT NULL,
+    status TEXT NOT NULL,
+    assignee_id BLOB,
+    group_id BLOB,
+    priority INTEGER NOT NULL,
+    queued_at INTEGER,
+    body TEXT NOT NULL
+);
+CREATE INDEX conversations_account ON conversations (account_id, id);
+CREATE INDEX conversations_status ON conversations (account_id, status, id);
+CREATE INDEX conversations_assignee ON conversations (account_id, assignee_id, id);
+CREATE INDEX conversations_group ON conversations (account_id, group_id, status, id);
+CREATE INDEX conversations_customer ON conversations (account_id, customer_id, integration_id, id);
+
+CREATE TABLE conversation_tags (
+    conversation_id BLOB NOT NULL,
+    account_id BLOB NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX conversation_tags_tag ON conversation_tags (account_id, tag, conversation_id);
+
+CREATE TABLE messages (
+    conversation_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    id BLOB NOT NULL UNIQUE,
+    account_id BLOB NOT NULL,
+    author_type TEXT NOT NULL,
+    author_id BLOB,
+    client_message_id TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_client_id ON messages (conversation_id, client_message_id)
+    WHERE client_message_id IS NOT NULL;
+
+CREATE TABLE read_positions (
+    conversation_id BLOB NOT NULL,
+    reader_type TEXT NOT NULL,
+    reader_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, reader_type, reader_id)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    account_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    type TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    conversation_id BLOB,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX events_conversation ON events (account_id, conversation_id, seq);
+CREATE INDEX events_time ON events (account_id, occurred_at, seq);
+
+CREATE TABLE consumer_cursors (
+    consumer TEXT NOT NULL,
+    account_id BLOB NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (consumer, account_id)
+) WITHOUT ROWID;
+
+CREATE TABLE schedule (
+    id BLOB PRIMARY KEY,
+    account_id BLOB,
+    kind TEXT NOT NULL,
+    due_at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX schedule_due ON schedule (due_at);
+CREATE INDEX schedule_kind ON schedule (kind, account_id);
+"#];
+
+/// Applies every migration the database has not seen, each in its own transaction.
+pub fn migrate(db: &mut Connection) -> Result<(), StoreError> {
+    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")?;
+    let applied: i64 = db.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        let tx = db.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES (?1)", [version])?;
+        tx.commit()?;
+        tracing::info!(version, "applied migration");
+    }
+    if applied > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {applied}, newer than this binary knows ({}); upgrade Parley",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! The one `Store` trait that every backend implements, and its typed helpers.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::LogEntry;
+use crate::tx::{Reads, Tx};
+use crate::StoreError;
+
+pub type Boxed = Box<dyn Any + Send>;
+pub type WriteFn = Box<dyn FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError> + Send>;
+pub type ReadFn = Box<dyn FnOnce(&dyn Reads) -> Result<Boxed, StoreError> + Send>;
+
+/// Told of every committed batch of log events, in commit order, after the commit.
+pub type CommitSink = Arc<dyn Fn(&[LogEntry]) + Send + Sync>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` inside a write transaction: its writes and log events commit together, or
+    /// not at all. Concurrent writes may share one commit (group commit).
+    async fn write_boxed(&self, f: WriteFn) -> Result<Boxed, StoreError>;
+
+    /// Runs `f` against a consistent snapshot.
+    async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError>;
+
+    /// Readiness: the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stops the writer after the work already queued; later writes fail.
+    async fn close(&self);
+}
+
+/// Typed wrappers over the object-safe, boxed calls.
+#[async_trait]
+pub trait StoreExt {
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static;
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Reads) -> Result<R, StoreError> + Send + 'static;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> StoreExt for S {
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let boxed = self.write_boxed(Box::new(move |tx| f(tx).map(|r| Box::new(r) as Boxed))).await?;
+        downcast(boxed)
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Reads) -> Result<R, StoreError> + Send + 'static,
+    {
+        let boxed = self.read_boxed(Box::new(move |r| f(r).map(|v| Box::new(v) as Boxed))).await?;
+        downcast(boxed)
+    }
+}
+
+fn downcast<R: 'static>(boxed: Boxed) -> Result<R, StoreError> {
+    boxed
+        .downcast::<R>()
+        .map(|b| *b)
+        .map_err(|_| StoreError::Backend("a store call answered an unexpected type".into()))
+}

@@ -1,0 +1,102 @@
+//! The primitives a backend implements. Commands ([`crate::ops`]) are written against these
+//! traits only, so a backend never re-implements a business rule.
+
+use parley_core::account::{Account, ApiKey};
+use parley_core::agent::Agent;
+use parley_core::conversation::Conversation;
+use parley_core::customer::Customer;
+use parley_core::event::{Event, EventDraft};
+use parley_core::group::Group;
+use parley_core::integration::Integration;
+use parley_core::message::Message;
+use parley_core::{Timestamp, Uuid};
+use serde_json::Value;
+
+use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob};
+use crate::StoreError;
+
+type R<T> = Result<T, StoreError>;
+
+/// Everything that can be read. Account-scoped lookups take the account id, so a row of
+/// another account is simply not found.
+pub trait Reads {
+    fn setting(&self, key: &str) -> R<Option<String>>;
+
+    fn account(&self, id: Uuid) -> R<Option<Account>>;
+    fn api_key_by_hash(&self, hash: &str) -> R<Option<(Uuid, ApiKey)>>;
+    fn api_keys(&self, account: Uuid, page: &Page) -> R<Vec<ApiKey>>;
+
+    fn agent(&self, account: Uuid, id: Uuid) -> R<Option<Agent>>;
+    fn agents(&self, account: Uuid, page: &Page) -> R<Vec<Agent>>;
+    fn group(&self, account: Uuid, id: Uuid) -> R<Option<Group>>;
+    fn groups(&self, account: Uuid, page: &Page) -> R<Vec<Group>>;
+    fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>>;
+    fn integrations(&self, account: Uuid, page: &Page) -> R<Vec<Integration>>;
+    /// Integrations not deleted.
+    fn count_integrations(&self, account: Uuid) -> R<i64>;
+
+    fn customer(&self, account: Uuid, id: Uuid) -> R<Option<Customer>>;
+    fn customer_by_external_id(&self, account: Uuid, external_id: &str) -> R<Option<Customer>>;
+    fn customers(&self, account: Uuid, page: &Page) -> R<Vec<Customer>>;
+
+    fn conversation(&self, account: Uuid, id: Uuid) -> R<Option<Conversation>>;
+    fn conversations(&self, account: Uuid, filter: &ConversationFilter) -> R<Vec<Conversation>>;
+    /// The place (1 = next) `conversation` holds in its group's queue: open, unassigned
+    /// conversations ordered by priority (highest first) then queue time.
+    fn queue_position(&self, account: Uuid, conversation: &Conversation) -> R<i64>;
+    /// The newest conversation of a customer on an integration.
+    fn latest_conversation(&self, account: Uuid, customer: Uuid, integration: Uuid) -> R<Option<Conversation>>;
+
+    fn message(&self, conversation: Uuid, id: Uuid) -> R<Option<Message>>;
+    fn message_by_client_id(&self, conversation: Uuid, client_message_id: &str) -> R<Option<Message>>;
+    /// A page of messages in ascending `seq` order.
+    fn messages(&self, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>>;
+    fn read_position(&self, conversation: Uuid, reader: ReaderRef) -> R<i64>;
+    /// Messages after `seq` written by anyone but `reader`.
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64>;
+
+    /// A page of the log, ascending by `seq`.
+    fn log(&self, account: Uuid, query: &LogQuery) -> R<Vec<LogEntry>>;
+    /// The last `seq` given out in an account (0 when none).
+    fn last_seq(&self, account: Uuid) -> R<i64>;
+
+    /// Where a consumer stands in an account's log (0 before its first event).
+    fn cursor(&self, consumer: &str, account: Uuid) -> R<i64>;
+}
+
+/// Writes, inside one transaction. Rows are written whole ("put"): the command computed the
+/// new state with the core and hands it over.
+pub trait Tx: Reads {
+    /// The commit clock: never runs backwards within one store.
+    fn now(&self) -> Timestamp;
+
+    fn put_setting(&mut self, key: &str, value: &str) -> R<()>;
+
+    fn insert_account(&mut self, account: &Account) -> R<()>;
+    fn insert_api_key(&mut self, account: Uuid, key: &ApiKey, hash: &str) -> R<()>;
+    fn delete_api_key(&mut self, account: Uuid, id: Uuid) -> R<bool>;
+
+    fn put_agent(&mut self, account: Uuid, agent: &Agent) -> R<()>;
+    fn put_group(&mut self, account: Uuid, group: &Group) -> R<()>;
+    fn put_integration(&mut self, account: Uuid, integration: &Integration) -> R<()>;
+    fn put_customer(&mut self, account: Uuid, customer: &Customer) -> R<()>;
+    fn put_conversation(&mut self, account: Uuid, conversation: &Conversation) -> R<()>;
+    fn insert_message(&mut self, account: Uuid, message: &Message) -> R<()>;
+    /// Moves a read position forward (never back); answers whether it moved.
+    fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool>;
+
+    /// Appends an event to the account's log with the next `seq`, in this transaction.
+    fn append(&mut self, account: Uuid, draft: EventDraft) -> R<Event>;
+
+    /// Moves a consumer's cursor forward (never back).
+    fn advance_cursor(&mut self, consumer: &str, account: Uuid, position: i64) -> R<()>;
+
+    fn schedule(&mut self, account: Option<Uuid>, kind: &str, due_at: Timestamp, payload: &Value) -> R<Uuid>;
+    /// Claims up to `limit` jobs due at `now` for `lease_secs`: a claimed job is not handed out
+    /// again until its lease runs out, so a worker that dies mid-job is replaced, not doubled.
+    fn claim_due(&mut self, now: Timestamp, limit: usize, lease_secs: i64) -> R<Vec<ScheduledJob>>;
+    /// Removes a finished job; answers whether it existed.
+    fn complete_job(&mut self, id: Uuid) -> R<bool>;
+    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64>;
+}
+
