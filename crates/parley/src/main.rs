@@ -1,1 +1,219 @@
-fn main() {}
+//! `parley`: run the server and administer its data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use parley_core::account::Role;
+use parley_server::{Config, RunningServer};
+use parley_store::ops::accounts::{create_account, NewKey};
+use parley_store::sqlite::Durability;
+use parley_store::{Store, StoreExt};
+
+#[derive(Parser)]
+#[command(name = "parley", version, about = "Parley: omnichannel customer messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates the data directory and prints an admin token on first start).
+    Serve(ServeArgs),
+    /// Create the data directory and print the server admin token (only the first time).
+    Init(DataArgs),
+    /// Apply database migrations and exit.
+    Migrate(DataArgs),
+    /// Manage accounts directly in the data directory.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints its id and first admin API key as JSON.
+    Create {
+        /// The account's name.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Where the embedded database lives.
+    #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data")]
+    data_dir: PathBuf,
+    /// `full`: fsync every commit (survives power loss); `normal`: fsync at checkpoints.
+    #[arg(long, env = "PARLEY_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Full,
+    Normal,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PARLEY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    /// A server admin token to accept besides the one stored by `parley init`.
+    #[arg(long, env = "PARLEY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "PARLEY_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// Longest text of a message, in characters.
+    #[arg(long, env = "PARLEY_MAX_TEXT_CHARS", default_value_t = 4096)]
+    max_text_chars: usize,
+    /// Most messages in one conversation (then 423).
+    #[arg(long, env = "PARLEY_MAX_MESSAGES_PER_CONVERSATION", default_value_t = 30_000)]
+    max_messages_per_conversation: i64,
+    /// Most integrations per account.
+    #[arg(long, env = "PARLEY_MAX_INTEGRATIONS", default_value_t = 500)]
+    max_integrations: i64,
+    /// Seconds between heartbeat comments on idle SSE streams.
+    #[arg(long, env = "PARLEY_SSE_HEARTBEAT_SECS", default_value_t = 15)]
+    sse_heartbeat_secs: u64,
+}
+
+impl DataArgs {
+    fn config(&self) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            durability: match self.durability {
+                DurabilityArg::Full => Durability::Full,
+                DurabilityArg::Normal => Durability::Normal,
+            },
+            ..Config::default()
+        }
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        let mut config = self.data.config();
+        config.listen = self.listen;
+        config.admin_token = self.admin_token.clone();
+        config.body_limit = self.body_limit;
+        config.limits.text_chars = self.max_text_chars;
+        config.limits.messages_per_conversation = self.max_messages_per_conversation;
+        config.limits.integrations_per_account = self.max_integrations;
+        config.sse_heartbeat = std::time::Duration::from_secs(self.sse_heartbeat_secs.max(1));
+        config
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+async fn run(command: Command) -> Result<(), AnyError> {
+    match command {
+        Command::Serve(args) => serve(args.config()).await,
+        Command::Init(data) => {
+            match parley_server::init_data_dir(&data.config()).await? {
+                Some(token) => {
+                    println!("Created {}.", data.data_dir.display());
+                    println!("Server admin token (shown only now; keep it safe):\n{token}");
+                }
+                None => println!("{} is already initialised; its admin token was shown when it was created.", data.data_dir.display()),
+            }
+            Ok(())
+        }
+        Command::Migrate(data) => {
+            let store = parley_server::open_store(&data.config(), Arc::default(), Arc::default())?;
+            store.close().await;
+            println!("{} is up to date.", data.data_dir.display());
+            Ok(())
+        }
+        Command::Account { command: AccountCommand::Create { name, data } } => {
+            let config = data.config();
+            let store: Arc<dyn Store> = parley_server::open_store(&config, Arc::default(), Arc::default())?;
+            let secret = parley_server::auth::new_secret(parley_server::auth::API_KEY_PREFIX).map_err(|e| e.detail)?;
+            let key = NewKey {
+                name: "first admin key".into(),
+                role: Role::Admin,
+                agent_id: None,
+                hash: parley_server::auth::hash_secret(&secret),
+                prefix: secret.chars().take(10).collect(),
+            };
+            let result = store.write(move |tx| create_account(tx, name, key)).await;
+            store.close().await;
+            let (account, key) = result?;
+            let out = serde_json::json!({
+                "account_id": account.id,
+                "name": account.name,
+                "api_key": {"id": key.id, "role": key.role, "secret": secret},
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), AnyError> {
+    let server = RunningServer::start(config).await?;
+    if let Some(token) = &server.new_admin_token {
+        println!("New data directory. Server admin token (shown only now; keep it safe):\n{token}");
+    }
+    println!("Parley listening on {}", server.url());
+    shutdown_signal().await;
+    eprintln!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,21 @@
+//! Parley's HTTP server: the REST API, the live log stream (SSE), the NDJSON export, auth,
+//! health and metrics.
+//!
+//! Handlers are thin: they authenticate, parse, and run one store command (see
+//! `parley_store::ops`), then shape the answer. One error type ([`error::ApiError`]) turns every
+//! refusal into `application/problem+json`.
 
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+pub mod server;
+
+pub use config::Config;
+pub use server::{init_data_dir, open_store, RunningServer};

@@ -1,0 +1,42 @@
+//! Server configuration, with the spec's defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use parley_core::limits::Limits;
+use parley_store::sqlite::Durability;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// A server admin token given by the operator, accepted beside the one `parley init` made.
+    pub admin_token: Option<String>,
+    /// The largest request body accepted (bytes); larger ones get `413`.
+    pub body_limit: usize,
+    pub limits: Limits,
+    pub durability: Durability,
+    /// How often an idle SSE stream sends a comment line.
+    pub sse_heartbeat: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("parley-data"),
+            admin_token: None,
+            body_limit: 1024 * 1024,
+            limits: Limits::default(),
+            durability: Durability::Full,
+            sse_heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Config {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("parley.db")
+    }
+}

@@ -1,0 +1,27 @@
+//! The state every handler receives.
+
+use std::sync::Arc;
+
+use parley_core::limits::Limits;
+use parley_store::Store;
+use tokio::sync::watch;
+
+use crate::auth::KeyCache;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct ApiContext {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub keys: Arc<KeyCache>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
+    pub body_limit: usize,
+    pub sse_heartbeat: std::time::Duration,
+    /// Hashes of the server admin tokens accepted.
+    pub admin_token_hashes: Arc<Vec<String>>,
+    /// Flips to true when the server shuts down, ending live streams.
+    pub shutdown: watch::Receiver<bool>,
+    pub openapi: Arc<serde_json::Value>,
+}

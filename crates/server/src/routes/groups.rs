@@ -1,0 +1,74 @@
+//! Groups of agents.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Json;
+use parley_core::group::{Group, NewGroup};
+use parley_core::Uuid;
+use parley_store::ops::groups;
+use parley_store::StoreExt;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{page_of, requested_page, ListPage};
+use crate::auth::{Admin, Caller};
+use crate::context::ApiContext;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Params, PathId};
+use crate::openapi::{Access, Api, Op};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SetMembers {
+    agent_ids: Vec<Uuid>,
+}
+
+pub fn routes(api: Api) -> Api {
+    api.route(
+        Op::post("/v1/groups", "Create a group").tag("groups").access(Access::AdminKey).body::<NewGroup>().answers::<Group>(201),
+        post(create),
+    )
+    .route(
+        Op::get("/v1/groups", "List groups").tag("groups").query("cursor", "next page").query("limit", "1–1000, default 50").answers::<ListPage<Group>>(200),
+        get(list),
+    )
+    .route(Op::get("/v1/groups/{id}", "Get a group").tag("groups").answers::<Group>(200), get(show))
+    .route(
+        Op::put("/v1/groups/{id}/members", "Replace a group's members")
+            .tag("groups")
+            .access(Access::AdminKey)
+            .body::<SetMembers>()
+            .answers::<Group>(200),
+        put(set_members),
+    )
+}
+
+async fn create(State(ctx): State<ApiContext>, Admin(caller): Admin, Body(input): Body<NewGroup>) -> ApiResult<(StatusCode, Json<Group>)> {
+    let account = caller.account_id;
+    let group = ctx.store.write(move |tx| groups::create_group(tx, account, input)).await?;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<Group>>> {
+    params.only(&["cursor", "limit"])?;
+    let (page, limit) = requested_page(&params)?;
+    let list = ctx.store.read(move |r| r.groups(caller.account_id, &page)).await?;
+    Ok(Json(page_of(list, limit, |g| g.id)))
+}
+
+async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Group>> {
+    let group = ctx.store.read(move |r| r.group(caller.account_id, id)).await?;
+    group.map(Json).ok_or_else(|| ApiError::not_found("group"))
+}
+
+async fn set_members(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    PathId(id): PathId,
+    Body(input): Body<SetMembers>,
+) -> ApiResult<Json<Group>> {
+    let account = caller.account_id;
+    let group = ctx.store.write(move |tx| groups::set_members(tx, account, id, input.agent_ids)).await?;
+    Ok(Json(group))
+}
