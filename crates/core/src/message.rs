@@ -76,11 +76,16 @@ pub enum Action {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Media {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_id: Option<String>,
     pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alt_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
 
@@ -88,7 +93,9 @@ pub struct Media {
 #[serde(deny_unknown_fields)]
 pub struct CarouselItem {
     pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_url: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,

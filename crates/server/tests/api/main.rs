@@ -1,0 +1,12 @@
+//! End-to-end tests of the HTTP API: a real server on a temporary data directory, talked to
+//! over HTTP on loopback.
+
+mod bad_input;
+mod conversations;
+mod history;
+mod isolation;
+mod lifecycle;
+mod log;
+mod restart;
+mod stream;
+mod support;

@@ -1,0 +1,271 @@
+//! A real server on a temporary data directory, and a small HTTP client for it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use parley_server::{Config, RunningServer};
+use parley_store::sqlite::Durability;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub admin_token: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub fn config(dir: PathBuf) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir,
+        durability: Durability::Normal,
+        sse_heartbeat: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = config(dir.path().to_path_buf());
+        tune(&mut cfg);
+        let server = RunningServer::start(cfg).await.expect("server starts");
+        let admin_token = server.new_admin_token.clone().expect("a new data directory makes an admin token");
+        TestServer { base: server.url(), server: Some(server), admin_token, dir, http: reqwest::Client::new() }
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let server = RunningServer::start(config(self.dir.path().to_path_buf())).await.expect("server restarts");
+        assert!(server.new_admin_token.is_none(), "a restart keeps the admin token");
+        self.base = server.url();
+        self.server = Some(server);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn account(&self, name: &str) -> Account {
+        let (status, body) = self.call(&self.admin_token, Method::POST, "/v1/accounts", Some(json!({"name": name}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Account {
+            id: body["id"].as_str().expect("id").to_string(),
+            key: body["api_key"]["secret"].as_str().expect("secret").to_string(),
+        }
+    }
+}
+
+pub struct Account {
+    pub id: String,
+    pub key: String,
+}
+
+/// An account with an `api` integration, an agent (with its own key) and a conversation maker.
+pub struct Scene<'a> {
+    pub srv: &'a TestServer,
+    pub account: Account,
+    pub integration: String,
+    pub agent: String,
+    pub agent_key: String,
+}
+
+impl<'a> Scene<'a> {
+    pub async fn new(srv: &'a TestServer) -> Scene<'a> {
+        Self::with_integration(srv, json!({"name": "API", "type": "api"})).await
+    }
+
+    pub async fn with_integration(srv: &'a TestServer, integration: Value) -> Scene<'a> {
+        let account = srv.account("Acme").await;
+        let (s, i) = srv.call(&account.key, Method::POST, "/v1/integrations", Some(integration)).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        let (s, a) = srv.call(&account.key, Method::POST, "/v1/agents", Some(json!({"name": "Ana"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+        let agent = a["id"].as_str().expect("agent id").to_string();
+        let (s, k) = srv
+            .call(&account.key, Method::POST, "/v1/api-keys", Some(json!({"name": "ana", "role": "agent", "agent_id": agent})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        Scene {
+            srv,
+            integration: i["id"].as_str().expect("integration id").to_string(),
+            agent,
+            agent_key: k["secret"].as_str().expect("secret").to_string(),
+            account,
+        }
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.srv.call(&self.account.key, method, path, body).await
+    }
+
+    pub async fn as_agent(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.srv.call(&self.agent_key, method, path, body).await
+    }
+
+    pub async fn conversation(&self) -> String {
+        let (s, c) = self
+            .admin(Method::POST, "/v1/conversations", Some(json!({"integration_id": self.integration, "customer": {"external_id": "cust-1", "name": "Kamal"}})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        c["id"].as_str().expect("conversation id").to_string()
+    }
+
+    pub async fn customer_says(&self, conversation: &str, text: impl Into<String>) -> (StatusCode, Value) {
+        let text: String = text.into();
+        self.admin(
+            Method::POST,
+            &format!("/v1/conversations/{conversation}/messages"),
+            Some(json!({"author": {"type": "customer"}, "content": {"type": "text", "text": text}})),
+        )
+        .await
+    }
+
+    pub async fn agent_says(&self, conversation: &str, text: &str) -> (StatusCode, Value) {
+        self.as_agent(Method::POST, &format!("/v1/conversations/{conversation}/messages"), Some(json!({"content": {"type": "text", "text": text}})))
+            .await
+    }
+
+    pub async fn assign_to_agent(&self, conversation: &str) -> (StatusCode, Value) {
+        self.admin(Method::POST, &format!("/v1/conversations/{conversation}/assignment"), Some(json!({"agent_id": self.agent}))).await
+    }
+
+    pub async fn set_status(&self, conversation: &str, status: &str) -> (StatusCode, Value) {
+        self.admin(Method::POST, &format!("/v1/conversations/{conversation}/status"), Some(json!({"status": status}))).await
+    }
+
+    pub async fn get_conversation(&self, conversation: &str) -> Value {
+        let (s, c) = self.admin(Method::GET, &format!("/v1/conversations/{conversation}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        c
+    }
+
+    /// Every event of the log matching `query`, paging with `limit`.
+    pub async fn log_all(&self, query: &str, limit: usize) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/log?limit={limit}");
+            if !query.is_empty() {
+                path.push('&');
+                path.push_str(query);
+            }
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&after={c}"));
+            }
+            let (s, page) = self.admin(Method::GET, &path, None).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            let batch = page["events"].as_array().expect("events").clone();
+            if batch.is_empty() {
+                return events;
+            }
+            cursor = page["next_cursor"].as_str().map(str::to_string);
+            events.extend(batch);
+        }
+    }
+}
+
+pub fn seqs(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["seq"].as_i64().expect("seq")).collect()
+}
+
+pub fn types(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["type"].as_str().expect("type").to_string()).collect()
+}
+
+/// A minimal Server-Sent Events reader over a streaming response.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SseFrame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+    pub comment: bool,
+}
+
+impl SseReader {
+    pub async fn open(srv: &TestServer, token: &str, path: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut req = srv.http.get(srv.url(path)).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.expect("stream opens");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
+        SseReader { resp, buf: String::new() }
+    }
+
+    /// The next frame, or None after `wait` without one.
+    pub async fn next(&mut self, wait: Duration) -> Option<SseFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut frame = SseFrame { id: None, event: None, data: String::new(), comment: false };
+                for line in block.lines() {
+                    if let Some(rest) = line.strip_prefix(':') {
+                        let _ = rest;
+                        frame.comment = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        frame.id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        frame.event = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        frame.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                return Some(frame);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await.ok()?.ok()??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next `n` event frames (heartbeats skipped); panics if they do not come in time.
+    pub async fn events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let frame = self.next(Duration::from_secs(10)).await.expect("an event arrives in time");
+            if frame.comment {
+                continue;
+            }
+            let mut event: Value = serde_json::from_str(&frame.data).expect("event JSON");
+            event["_sse_id"] = json!(frame.id);
+            out.push(event);
+        }
+        out
+    }
+
+    /// Asserts no event frame arrives within `wait`.
+    pub async fn quiet(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Some(frame) = self.next(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            assert!(frame.comment, "unexpected event: {}", frame.data);
+        }
+    }
+}
