@@ -268,7 +268,11 @@ impl Conversation {
 
     fn release_assignee(&mut self, scene: &Scene, events: &mut Vec<EventDraft>) {
         if let Some(previous) = self.assignee.take() {
-            events.push(scene.event(self.id, previous.left_event(), json!({"agent_id": previous.id, "type": previous.kind})));
+            events.push(scene.event(
+                self.id,
+                previous.left_event(),
+                json!({"agent_id": previous.id, "type": previous.kind}),
+            ));
         }
     }
 
@@ -312,7 +316,9 @@ impl Conversation {
                 EventType::ConversationClosed,
                 json!({"ended_by": scene.actor, "messages_count": self.messages_count}),
             )),
-            Status::Blocked => events.push(scene.event(self.id, EventType::ConversationBlocked, json!({"previous_status": from}))),
+            Status::Blocked => {
+                events.push(scene.event(self.id, EventType::ConversationBlocked, json!({"previous_status": from})))
+            }
             _ => {}
         }
         Ok(())
@@ -322,7 +328,11 @@ impl Conversation {
         // The handler stays recorded as the assignee of an ended conversation (for reporting),
         // but is no longer in it.
         if let Some(a) = self.assignee {
-            events.push(scene.event(self.id, a.left_event(), json!({"agent_id": a.id, "type": a.kind, "reason": "conversation_closed"})));
+            events.push(scene.event(
+                self.id,
+                a.left_event(),
+                json!({"agent_id": a.id, "type": a.kind, "reason": "conversation_closed"}),
+            ));
         }
     }
 
@@ -444,7 +454,11 @@ impl Conversation {
         self.release_assignee(scene, &mut events);
         self.assignee = Some(to);
         self.queued_at = None;
-        events.push(scene.event(self.id, to.joined_event(), json!({"agent_id": to.id, "type": to.kind, "name": agent.name})));
+        events.push(scene.event(
+            self.id,
+            to.joined_event(),
+            json!({"agent_id": to.id, "type": to.kind, "name": agent.name}),
+        ));
         events.push(scene.event(
             self.id,
             EventType::ConversationTransferred,
@@ -528,7 +542,10 @@ impl Conversation {
             }
         }
         if self.tags.len() > limits.tags_per_conversation {
-            return Err(DomainError::invalid("add", format!("a conversation has at most {} tags", limits.tags_per_conversation)));
+            return Err(DomainError::invalid(
+                "add",
+                format!("a conversation has at most {} tags", limits.tags_per_conversation),
+            ));
         }
         if added.is_empty() && removed.is_empty() {
             return Ok(Vec::new());
@@ -581,11 +598,24 @@ mod tests {
     fn lifecycle_table() {
         use Status::*;
         let legal = [
-            (Created, Open), (Created, InProgress), (Created, Ended), (Created, Blocked),
-            (Open, InProgress), (Open, Ended), (Open, Blocked),
-            (InProgress, OnHold), (InProgress, Open), (InProgress, Ended), (InProgress, Blocked),
-            (OnHold, InProgress), (OnHold, Open), (OnHold, Ended), (OnHold, Blocked),
-            (Ended, Open), (Ended, Blocked), (Blocked, Open),
+            (Created, Open),
+            (Created, InProgress),
+            (Created, Ended),
+            (Created, Blocked),
+            (Open, InProgress),
+            (Open, Ended),
+            (Open, Blocked),
+            (InProgress, OnHold),
+            (InProgress, Open),
+            (InProgress, Ended),
+            (InProgress, Blocked),
+            (OnHold, InProgress),
+            (OnHold, Open),
+            (OnHold, Ended),
+            (OnHold, Blocked),
+            (Ended, Open),
+            (Ended, Blocked),
+            (Blocked, Open),
         ];
         for from in Status::ALL {
             for to in Status::ALL {

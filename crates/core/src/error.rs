@@ -32,12 +32,9 @@ impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DomainError::Validation { field, reason } => write!(f, "{field}: {reason}"),
-            DomainError::IllegalTransition { current, requested } => write!(
-                f,
-                "the conversation is `{}` and cannot become `{}`",
-                current.as_str(),
-                requested.as_str()
-            ),
+            DomainError::IllegalTransition { current, requested } => {
+                write!(f, "the conversation is `{}` and cannot become `{}`", current.as_str(), requested.as_str())
+            }
             DomainError::ReplyNotAllowed { reply_status } => {
                 write!(f, "replying is not allowed now: reply status is `{}`", reply_status.as_str())
             }

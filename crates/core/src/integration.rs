@@ -103,7 +103,10 @@ impl Integration {
     pub fn validate_metadata(metadata: &Map<String, Value>) -> Result<(), DomainError> {
         let size = serde_json::to_string(metadata).map(|s| s.len()).unwrap_or(usize::MAX);
         if size > MAX_METADATA_BYTES {
-            return Err(DomainError::invalid("metadata", format!("must be at most {MAX_METADATA_BYTES} bytes of JSON")));
+            return Err(DomainError::invalid(
+                "metadata",
+                format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+            ));
         }
         Ok(())
     }

@@ -213,7 +213,10 @@ impl Content {
                 validate_actions(&f("actions"), actions)?;
                 if let Some(payload) = payload {
                     if author != AuthorType::Customer {
-                        return Err(DomainError::invalid(f("payload"), "only a customer's quick-reply answer carries a payload"));
+                        return Err(DomainError::invalid(
+                            f("payload"),
+                            "only a customer's quick-reply answer carries a payload",
+                        ));
                     }
                     text::required(&f("payload"), payload, PAYLOAD_MAX)?;
                 }
@@ -261,7 +264,10 @@ impl Content {
                     match field.field_type {
                         FormFieldType::Select => {
                             if field.options.is_empty() || field.options.len() > MAX_SELECT_OPTIONS {
-                                return Err(DomainError::invalid(p("options"), format!("a select needs 1 to {MAX_SELECT_OPTIONS} options")));
+                                return Err(DomainError::invalid(
+                                    p("options"),
+                                    format!("a select needs 1 to {MAX_SELECT_OPTIONS} options"),
+                                ));
                             }
                             for (j, option) in field.options.iter().enumerate() {
                                 text::required(&p(&format!("options[{j}].name")), &option.name, 128)?;
@@ -339,7 +345,10 @@ fn validate_media(media: &Media, image: bool, limits: &Limits) -> Result<(), Dom
     }
     if let Some(size) = media.media_size {
         if size > limits.attachment_bytes {
-            return Err(DomainError::invalid("content.media_size", format!("must be at most {} bytes", limits.attachment_bytes)));
+            return Err(DomainError::invalid(
+                "content.media_size",
+                format!("must be at most {} bytes", limits.attachment_bytes),
+            ));
         }
     }
     text::optional("content.alt_text", media.alt_text.as_deref(), 1000)?;
@@ -363,18 +372,28 @@ mod tests {
     #[test]
     fn every_content_type_parses_and_validates() {
         let agent = AuthorType::Agent;
-        check(json!({"type": "text", "text": "hi", "actions": [
+        check(
+            json!({"type": "text", "text": "hi", "actions": [
             {"type": "reply", "text": "Yes", "payload": "Y"},
             {"type": "postback", "text": "Buy", "payload": "BUY"},
-            {"type": "link", "text": "Site", "uri": "https://example.com"}]}), agent).unwrap();
+            {"type": "link", "text": "Site", "uri": "https://example.com"}]}),
+            agent,
+        )
+        .unwrap();
         check(json!({"type": "image", "media_url": "https://x.io/a.png", "media_type": "image/png", "media_size": 10, "alt_text": "a"}), agent).unwrap();
         check(json!({"type": "file", "media_id": "m1", "media_type": "application/pdf"}), agent).unwrap();
-        check(json!({"type": "carousel", "items": [{"title": "A", "description": "d", "media_url": "https://x.io/a.png",
-            "actions": [{"type": "postback", "text": "Pick", "payload": "A"}]}]}), agent).unwrap();
-        check(json!({"type": "location", "coordinates": {"lat": 45.5, "long": -73.6}, "name": "Office"}), agent).unwrap();
+        check(
+            json!({"type": "carousel", "items": [{"title": "A", "description": "d", "media_url": "https://x.io/a.png",
+            "actions": [{"type": "postback", "text": "Pick", "payload": "A"}]}]}),
+            agent,
+        )
+        .unwrap();
+        check(json!({"type": "location", "coordinates": {"lat": 45.5, "long": -73.6}, "name": "Office"}), agent)
+            .unwrap();
         check(json!({"type": "form", "fields": [{"type": "email", "name": "email", "label": "Your e-mail"},
             {"type": "select", "name": "topic", "label": "Topic", "options": [{"name": "billing", "label": "Billing"}]}]}), AuthorType::Bot).unwrap();
-        check(json!({"type": "form_response", "fields": [{"name": "email", "value": "a@b.co"}]}), AuthorType::Customer).unwrap();
+        check(json!({"type": "form_response", "fields": [{"name": "email", "value": "a@b.co"}]}), AuthorType::Customer)
+            .unwrap();
         check(json!({"type": "text", "text": "Yes", "payload": "Y"}), AuthorType::Customer).unwrap();
     }
 
@@ -388,13 +407,31 @@ mod tests {
         assert_eq!(field(check(json!({"type": "text", "text": ""}), agent)), "content.text");
         assert_eq!(field(check(json!({"type": "text", "text": "a".repeat(4097)}), agent)), "content.text");
         assert!(check(json!({"type": "text", "text": "é".repeat(4096)}), agent).is_ok());
-        assert_eq!(field(check(json!({"type": "location", "coordinates": {"lat": 91, "long": 0}}), agent)), "content.coordinates.lat");
+        assert_eq!(
+            field(check(json!({"type": "location", "coordinates": {"lat": 91, "long": 0}}), agent)),
+            "content.coordinates.lat"
+        );
         assert_eq!(field(check(json!({"type": "image", "media_type": "image/png"}), agent)), "content.media_url");
-        assert_eq!(field(check(json!({"type": "image", "media_url": "https://x.io/a", "media_type": "text/plain"}), agent)), "content.media_type");
+        assert_eq!(
+            field(check(json!({"type": "image", "media_url": "https://x.io/a", "media_type": "text/plain"}), agent)),
+            "content.media_type"
+        );
         assert_eq!(field(check(json!({"type": "carousel", "items": []}), agent)), "content.items");
-        assert_eq!(field(check(json!({"type": "text", "text": "x", "actions": [{"type": "link", "text": "t", "uri": "javascript:alert(1)"}]}), agent)), "content.actions[0].uri");
-        assert_eq!(field(check(json!({"type": "form", "fields": [{"type": "select", "name": "a", "label": "A"}]}), agent)), "content.fields[0].options");
-        assert_eq!(field(check(json!({"type": "form_response", "fields": [{"name": "a", "value": "b"}]}), agent)), "content.type");
+        assert_eq!(
+            field(check(
+                json!({"type": "text", "text": "x", "actions": [{"type": "link", "text": "t", "uri": "javascript:alert(1)"}]}),
+                agent
+            )),
+            "content.actions[0].uri"
+        );
+        assert_eq!(
+            field(check(json!({"type": "form", "fields": [{"type": "select", "name": "a", "label": "A"}]}), agent)),
+            "content.fields[0].options"
+        );
+        assert_eq!(
+            field(check(json!({"type": "form_response", "fields": [{"name": "a", "value": "b"}]}), agent)),
+            "content.type"
+        );
         assert_eq!(field(check(json!({"type": "text", "text": "x", "payload": "p"}), agent)), "content.payload");
     }
 
@@ -402,6 +439,7 @@ mod tests {
     fn unknown_types_and_fields_do_not_parse() {
         assert!(parse(json!({"type": "video", "url": "x"})).is_err());
         assert!(parse(json!({"type": "text", "text": "x", "colour": "red"})).is_err());
-        assert!(parse(json!({"type": "image", "media_url": "https://x.io/a", "media_type": "image/png", "extra": 1})).is_err());
+        assert!(parse(json!({"type": "image", "media_url": "https://x.io/a", "media_type": "image/png", "extra": 1}))
+            .is_err());
     }
 }

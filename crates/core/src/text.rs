@@ -44,8 +44,12 @@ pub fn email(field: &str, value: &str) -> Result<(), DomainError> {
     bounded(field, value, 254)?;
     match value.split_once('@') {
         Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-                && !value.contains(char::is_whitespace) && !domain.contains('@') =>
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.contains(char::is_whitespace)
+                && !domain.contains('@') =>
         {
             Ok(())
         }

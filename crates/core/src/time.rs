@@ -41,9 +41,7 @@ impl Timestamp {
         })?;
         let nanos = parsed.unix_timestamp_nanos();
         let ms = nanos.div_euclid(1_000_000);
-        i64::try_from(ms)
-            .map(Timestamp)
-            .map_err(|_| TimestampError(format!("`{s}` is out of range")))
+        i64::try_from(ms).map(Timestamp).map_err(|_| TimestampError(format!("`{s}` is out of range")))
     }
 
     pub fn to_rfc3339(self) -> String {

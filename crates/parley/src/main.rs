@@ -119,7 +119,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -150,7 +151,10 @@ async fn run(command: Command) -> Result<(), AnyError> {
                     println!("Created {}.", data.data_dir.display());
                     println!("Server admin token (shown only now; keep it safe):\n{token}");
                 }
-                None => println!("{} is already initialised; its admin token was shown when it was created.", data.data_dir.display()),
+                None => println!(
+                    "{} is already initialised; its admin token was shown when it was created.",
+                    data.data_dir.display()
+                ),
             }
             Ok(())
         }

@@ -135,9 +135,8 @@ impl KeyCache {
 fn bearer(parts: &Parts) -> ApiResult<String> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is unreadable"))?;
-        let (scheme, token) = value
-            .split_once(' ')
-            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <token>`"))?;
+        let (scheme, token) =
+            value.split_once(' ').ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <token>`"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::unauthorized("use `Authorization: Bearer <token>`"));
         }
@@ -192,9 +191,9 @@ impl FromRequestParts<ApiContext> for Caller {
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> ApiResult<Self> {
         match authenticate(parts, ctx).await? {
             Principal::Account(caller) => Ok(Caller(caller)),
-            Principal::ServerAdmin => Err(ApiError::forbidden(
-                "the server admin token manages accounts; use an account API key here",
-            )),
+            Principal::ServerAdmin => {
+                Err(ApiError::forbidden("the server admin token manages accounts; use an account API key here"))
+            }
         }
     }
 }

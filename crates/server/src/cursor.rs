@@ -16,24 +16,23 @@ pub fn encode_id(id: Uuid) -> String {
 }
 
 fn decode(field: &str, cursor: &str, prefix: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out"));
+    let bad =
+        || ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out"));
     let bytes = URL_SAFE_NO_PAD.decode(cursor.trim_end_matches('=')).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     text.strip_prefix(prefix).map(str::to_string).ok_or_else(bad)
 }
 
 pub fn decode_seq(field: &str, cursor: &str) -> Result<i64, ApiError> {
-    decode(field, cursor, "s:")?
-        .parse::<i64>()
-        .ok()
-        .filter(|s| *s >= 0)
-        .ok_or_else(|| ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out")))
+    decode(field, cursor, "s:")?.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out"))
+    })
 }
 
 pub fn decode_id(field: &str, cursor: &str) -> Result<Uuid, ApiError> {
-    decode(field, cursor, "i:")?
-        .parse::<Uuid>()
-        .map_err(|_| ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out")))
+    decode(field, cursor, "i:")?.parse::<Uuid>().map_err(|_| {
+        ApiError::bad_request("invalid_cursor", field, format!("`{field}` is not a cursor this endpoint gave out"))
+    })
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ impl From<DomainError> for ApiError {
                     .with("requested_status", json!(requested))
             }
             DomainError::ReplyNotAllowed { reply_status } => {
-                ApiError::new(StatusCode::CONFLICT, "reply_not_allowed", detail).with("reply_status", json!(reply_status))
+                ApiError::new(StatusCode::CONFLICT, "reply_not_allowed", detail)
+                    .with("reply_status", json!(reply_status))
             }
             DomainError::Conflict { code, .. } => ApiError::new(StatusCode::CONFLICT, code, detail),
             DomainError::LimitReached { code, .. } => ApiError::new(StatusCode::LOCKED, code, detail),
@@ -82,13 +83,21 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Domain(d) => d.into(),
-            StoreError::Duplicate { field, detail } => ApiError::new(StatusCode::CONFLICT, "duplicate", detail).field(field),
-            StoreError::Unavailable => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down or its store is unavailable")
+            StoreError::Duplicate { field, detail } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", detail).field(field)
             }
+            StoreError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is shutting down or its store is unavailable",
+            ),
             StoreError::Backend(msg) => {
                 tracing::error!(error = %msg, "storage failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not complete this request")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not complete this request",
+                )
             }
         }
     }
@@ -107,9 +116,7 @@ impl IntoResponse for ApiError {
         }
         body.extend(self.extra);
         let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }
 }

@@ -24,11 +24,8 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for Body<T> {
                 format!("the request body is larger than {} bytes", ctx.body_limit),
             )
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > ctx.body_limit as u64) {
             return Err(too_large());
         }
@@ -175,7 +172,11 @@ impl Params {
         match self.one("limit")? {
             None => Ok(DEFAULT_LIMIT),
             Some(v) => v.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                ApiError::bad_request("invalid_parameter", "limit", format!("`limit` must be an integer from 1 to {MAX_LIMIT}"))
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    "limit",
+                    format!("`limit` must be an integer from 1 to {MAX_LIMIT}"),
+                )
             }),
         }
     }

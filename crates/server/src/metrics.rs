@@ -52,14 +52,22 @@ impl Metrics {
         out.push_str("# TYPE parley_http_requests_total counter\n");
         if let Ok(requests) = self.requests.lock() {
             for ((method, route, status), n) in requests.iter() {
-                let _ = writeln!(out, "parley_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "parley_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP parley_http_request_duration_seconds Time to answer a request.\n");
         out.push_str("# TYPE parley_http_request_duration_seconds histogram\n");
         if let Ok(h) = self.durations.lock() {
             for (i, bound) in BUCKETS_MS.iter().enumerate() {
-                let _ = writeln!(out, "parley_http_request_duration_seconds_bucket{{le=\"{}\"}} {}", bound / 1000.0, h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "parley_http_request_duration_seconds_bucket{{le=\"{}\"}} {}",
+                    bound / 1000.0,
+                    h.counts[i]
+                );
             }
             let _ = writeln!(out, "parley_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.total);
             let _ = writeln!(out, "parley_http_request_duration_seconds_sum {}", h.sum_ms / 1000.0);
@@ -68,8 +76,18 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         };
-        counter(&mut out, "parley_log_events_committed_total", "Log events committed.", self.events_committed.load(Ordering::Relaxed));
-        counter(&mut out, "parley_store_commit_batches_total", "Write transactions committed that appended events.", self.commit_batches.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "parley_log_events_committed_total",
+            "Log events committed.",
+            self.events_committed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "parley_store_commit_batches_total",
+            "Write transactions committed that appended events.",
+            self.commit_batches.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP parley_live_subscribers Live log subscribers.\n# TYPE parley_live_subscribers gauge\nparley_live_subscribers {live_subscribers}"

@@ -84,7 +84,11 @@ pub fn app(ctx: ApiContext, router: Router<ApiContext>) -> Router {
     router
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this path does not accept this method")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not accept this method",
+            )
         })
         .layer(from_fn_with_state(ctx.clone(), metrics::track))
         .with_state(ctx)

@@ -37,8 +37,7 @@ pub struct LogQuery {
 impl LogQuery {
     /// Whether `entry` passes every filter but the cursor and the limit.
     pub fn matches(&self, entry: &LogEntry) -> bool {
-        (self.conversation_ids.is_empty()
-            || entry.conversation_id.is_some_and(|c| self.conversation_ids.contains(&c)))
+        (self.conversation_ids.is_empty() || entry.conversation_id.is_some_and(|c| self.conversation_ids.contains(&c)))
             && self.since.is_none_or(|s| entry.occurred_at >= s)
             && self.until.is_none_or(|u| entry.occurred_at < u)
             && (self.types.is_empty() || self.types.contains(&entry.event_type))

@@ -99,4 +99,3 @@ pub trait Tx: Reads {
     fn complete_job(&mut self, id: Uuid) -> R<bool>;
     fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64>;
 }
-

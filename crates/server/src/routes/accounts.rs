@@ -112,7 +112,11 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, secret })))
 }
 
-async fn list_keys(State(ctx): State<ApiContext>, Admin(caller): Admin, params: Params) -> ApiResult<Json<ListPage<ApiKey>>> {
+async fn list_keys(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    params: Params,
+) -> ApiResult<Json<ListPage<ApiKey>>> {
     params.only(&["cursor", "limit"])?;
     let (page, limit) = requested_page(&params)?;
     let keys = ctx.store.read(move |r| r.api_keys(caller.account_id, &page)).await?;

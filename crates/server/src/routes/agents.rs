@@ -25,7 +25,11 @@ struct SetStatus {
 
 pub fn routes(api: Api) -> Api {
     api.route(
-        Op::post("/v1/agents", "Create an agent or a bot").tag("agents").access(Access::AdminKey).body::<NewAgent>().answers::<Agent>(201),
+        Op::post("/v1/agents", "Create an agent or a bot")
+            .tag("agents")
+            .access(Access::AdminKey)
+            .body::<NewAgent>()
+            .answers::<Agent>(201),
         post(create),
     )
     .route(
@@ -54,13 +58,21 @@ pub fn routes(api: Api) -> Api {
     )
 }
 
-async fn create(State(ctx): State<ApiContext>, Admin(caller): Admin, Body(input): Body<NewAgent>) -> ApiResult<(StatusCode, Json<Agent>)> {
+async fn create(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    Body(input): Body<NewAgent>,
+) -> ApiResult<(StatusCode, Json<Agent>)> {
     let account = caller.account_id;
     let agent = ctx.store.write(move |tx| agents::create_agent(tx, account, input)).await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
-async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<Agent>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    params: Params,
+) -> ApiResult<Json<ListPage<Agent>>> {
     params.only(&["cursor", "limit"])?;
     let (page, limit) = requested_page(&params)?;
     let list = ctx.store.read(move |r| r.agents(caller.account_id, &page)).await?;

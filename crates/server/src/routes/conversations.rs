@@ -94,7 +94,10 @@ pub fn routes(api: Api) -> Api {
             .answers::<ListPage<ConversationView>>(200),
         get(list),
     )
-    .route(Op::get("/v1/conversations/{id}", "Get a conversation").tag("conversations").answers::<ConversationView>(200), get(show))
+    .route(
+        Op::get("/v1/conversations/{id}", "Get a conversation").tag("conversations").answers::<ConversationView>(200),
+        get(show),
+    )
     .route(
         Op::post("/v1/conversations/{id}/status", "End, block, reopen or unblock")
             .tag("conversations")
@@ -110,11 +113,17 @@ pub fn routes(api: Api) -> Api {
         post(assign),
     )
     .route(
-        Op::post("/v1/conversations/{id}/tags", "Add tags").tag("conversations").body::<Tags>().answers::<ConversationView>(200),
+        Op::post("/v1/conversations/{id}/tags", "Add tags")
+            .tag("conversations")
+            .body::<Tags>()
+            .answers::<ConversationView>(200),
         post(add_tags),
     )
     .route(
-        Op::delete("/v1/conversations/{id}/tags", "Remove tags").tag("conversations").body::<Tags>().answers::<ConversationView>(200),
+        Op::delete("/v1/conversations/{id}/tags", "Remove tags")
+            .tag("conversations")
+            .body::<Tags>()
+            .answers::<ConversationView>(200),
         delete(remove_tags),
     )
     .route(
@@ -142,13 +151,21 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<ConversationView>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    params: Params,
+) -> ApiResult<Json<ListPage<ConversationView>>> {
     params.only(&["status", "assignee_id", "group_id", "customer_id", "integration_id", "tag", "cursor", "limit"])?;
     let status = params
         .one("status")?
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
-                ApiError::bad_request("invalid_parameter", "status", "`status` must be created, open, in_progress, on_hold, ended or blocked")
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    "status",
+                    "`status` must be created, open, in_progress, on_hold, ended or blocked",
+                )
             })
         })
         .transpose()?;
@@ -174,12 +191,14 @@ async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Par
     Ok(Json(super::page_of(views, limit, |v| v.conversation.id)))
 }
 
-async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<ConversationView>> {
+async fn show(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Json<ConversationView>> {
     let (account, who) = (caller.account_id, participant(&caller));
-    let found = ctx
-        .store
-        .read(move |r| r.conversation(account, id)?.map(|c| view(r, account, c, who)).transpose())
-        .await?;
+    let found =
+        ctx.store.read(move |r| r.conversation(account, id)?.map(|c| view(r, account, c, who)).transpose()).await?;
     found.map(Json).ok_or_else(|| ApiError::not_found("conversation"))
 }
 
@@ -187,7 +206,11 @@ async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id):
 async fn command(
     ctx: &ApiContext,
     caller: &crate::auth::AccountCaller,
-    f: impl FnOnce(&mut dyn parley_store::Tx, Uuid, parley_core::event::Actor) -> Result<parley_core::conversation::Conversation, parley_store::StoreError>
+    f: impl FnOnce(
+            &mut dyn parley_store::Tx,
+            Uuid,
+            parley_core::event::Actor,
+        ) -> Result<parley_core::conversation::Conversation, parley_store::StoreError>
         + Send
         + 'static,
 ) -> ApiResult<Json<ConversationView>> {
@@ -208,7 +231,8 @@ async fn change_status(
     PathId(id): PathId,
     Body(input): Body<ChangeStatus>,
 ) -> ApiResult<Json<ConversationView>> {
-    command(&ctx, &caller, move |tx, account, actor| conversations::change_status(tx, account, id, input.status, actor)).await
+    command(&ctx, &caller, move |tx, account, actor| conversations::change_status(tx, account, id, input.status, actor))
+        .await
 }
 
 async fn assign(
@@ -232,14 +256,30 @@ async fn assign(
     command(&ctx, &caller, move |tx, account, actor| conversations::assign(tx, account, id, to, actor)).await
 }
 
-async fn add_tags(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId, Body(input): Body<Tags>) -> ApiResult<Json<ConversationView>> {
+async fn add_tags(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+    Body(input): Body<Tags>,
+) -> ApiResult<Json<ConversationView>> {
     let limits = ctx.limits.clone();
-    command(&ctx, &caller, move |tx, account, actor| conversations::change_tags(tx, account, id, &input.tags, &[], actor, &limits)).await
+    command(&ctx, &caller, move |tx, account, actor| {
+        conversations::change_tags(tx, account, id, &input.tags, &[], actor, &limits)
+    })
+    .await
 }
 
-async fn remove_tags(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId, Body(input): Body<Tags>) -> ApiResult<Json<ConversationView>> {
+async fn remove_tags(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+    Body(input): Body<Tags>,
+) -> ApiResult<Json<ConversationView>> {
     let limits = ctx.limits.clone();
-    command(&ctx, &caller, move |tx, account, actor| conversations::change_tags(tx, account, id, &[], &input.tags, actor, &limits)).await
+    command(&ctx, &caller, move |tx, account, actor| {
+        conversations::change_tags(tx, account, id, &[], &input.tags, actor, &limits)
+    })
+    .await
 }
 
 async fn read(
@@ -259,13 +299,13 @@ async fn read(
             let agent = found.ok_or_else(|| ApiError::invalid("agent_id", "no such agent in this account"))?;
             ReaderRef { kind: super::participant_kind(agent.kind), id: agent.id }
         }
-        (None, None) => return Err(ApiError::invalid("agent_id", "this key acts for no agent: name the reader with `agent_id`")),
+        (None, None) => {
+            return Err(ApiError::invalid("agent_id", "this key acts for no agent: name the reader with `agent_id`"))
+        }
     };
     let (account, actor) = (caller.account_id, caller.actor());
     let actor = parley_core::event::Actor { actor_type: reader.kind, id: Some(reader.id), ..actor };
-    let state = ctx
-        .store
-        .write(move |tx| conversations::mark_read(tx, account, id, reader, input.message_id, actor))
-        .await?;
+    let state =
+        ctx.store.write(move |tx| conversations::mark_read(tx, account, id, reader, input.message_id, actor)).await?;
     Ok(Json(ReadState { conversation_id: id, last_read_seq: state.last_read_seq, unread_count: state.unread_count }))
 }

@@ -16,7 +16,11 @@ use crate::openapi::{Api, Op};
 
 pub fn routes(api: Api) -> Api {
     api.route(
-        Op::get("/v1/customers", "List customers").tag("customers").query("cursor", "next page").query("limit", "1–1000, default 50").answers::<ListPage<Customer>>(200),
+        Op::get("/v1/customers", "List customers")
+            .tag("customers")
+            .query("cursor", "next page")
+            .query("limit", "1–1000, default 50")
+            .answers::<ListPage<Customer>>(200),
         get(list),
     )
     .route(Op::get("/v1/customers/{id}", "Get a customer").tag("customers").answers::<Customer>(200), get(show))
@@ -28,7 +32,9 @@ pub fn routes(api: Api) -> Api {
         axum::routing::patch(update),
     )
     .route(
-        Op::post("/v1/customers/{id}/suspend", "Suspend: their new messages are refused; nothing is lost").tag("customers").answers::<Customer>(200),
+        Op::post("/v1/customers/{id}/suspend", "Suspend: their new messages are refused; nothing is lost")
+            .tag("customers")
+            .answers::<Customer>(200),
         post(suspend),
     )
     .route(
@@ -37,7 +43,11 @@ pub fn routes(api: Api) -> Api {
     )
 }
 
-async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<Customer>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    params: Params,
+) -> ApiResult<Json<ListPage<Customer>>> {
     params.only(&["cursor", "limit"])?;
     let (page, limit) = requested_page(&params)?;
     let list = ctx.store.read(move |r| r.customers(caller.account_id, &page)).await?;
@@ -59,15 +69,28 @@ async fn update(
     Ok(Json(ctx.store.write(move |tx| customers::update_customer(tx, account, id, profile, actor)).await?))
 }
 
-async fn set_suspended(ctx: ApiContext, caller: crate::auth::AccountCaller, id: parley_core::Uuid, suspended: bool) -> ApiResult<Json<Customer>> {
+async fn set_suspended(
+    ctx: ApiContext,
+    caller: crate::auth::AccountCaller,
+    id: parley_core::Uuid,
+    suspended: bool,
+) -> ApiResult<Json<Customer>> {
     let (account, actor) = (caller.account_id, caller.actor());
     Ok(Json(ctx.store.write(move |tx| customers::set_suspended(tx, account, id, suspended, actor)).await?))
 }
 
-async fn suspend(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Customer>> {
+async fn suspend(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Json<Customer>> {
     set_suspended(ctx, caller, id, true).await
 }
 
-async fn unsuspend(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Customer>> {
+async fn unsuspend(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Json<Customer>> {
     set_suspended(ctx, caller, id, false).await
 }

@@ -26,11 +26,19 @@ struct SetMembers {
 
 pub fn routes(api: Api) -> Api {
     api.route(
-        Op::post("/v1/groups", "Create a group").tag("groups").access(Access::AdminKey).body::<NewGroup>().answers::<Group>(201),
+        Op::post("/v1/groups", "Create a group")
+            .tag("groups")
+            .access(Access::AdminKey)
+            .body::<NewGroup>()
+            .answers::<Group>(201),
         post(create),
     )
     .route(
-        Op::get("/v1/groups", "List groups").tag("groups").query("cursor", "next page").query("limit", "1–1000, default 50").answers::<ListPage<Group>>(200),
+        Op::get("/v1/groups", "List groups")
+            .tag("groups")
+            .query("cursor", "next page")
+            .query("limit", "1–1000, default 50")
+            .answers::<ListPage<Group>>(200),
         get(list),
     )
     .route(Op::get("/v1/groups/{id}", "Get a group").tag("groups").answers::<Group>(200), get(show))
@@ -44,13 +52,21 @@ pub fn routes(api: Api) -> Api {
     )
 }
 
-async fn create(State(ctx): State<ApiContext>, Admin(caller): Admin, Body(input): Body<NewGroup>) -> ApiResult<(StatusCode, Json<Group>)> {
+async fn create(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    Body(input): Body<NewGroup>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
     let account = caller.account_id;
     let group = ctx.store.write(move |tx| groups::create_group(tx, account, input)).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
-async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<Group>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    params: Params,
+) -> ApiResult<Json<ListPage<Group>>> {
     params.only(&["cursor", "limit"])?;
     let (page, limit) = requested_page(&params)?;
     let list = ctx.store.read(move |r| r.groups(caller.account_id, &page)).await?;

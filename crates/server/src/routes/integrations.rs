@@ -45,10 +45,13 @@ pub fn routes(api: Api) -> Api {
         axum::routing::patch(update),
     )
     .route(
-        Op::delete("/v1/integrations/{id}", "Delete an integration; its conversations stay, with reply status `channel_deleted`")
-            .tag("integrations")
-            .access(Access::AdminKey)
-            .no_content(),
+        Op::delete(
+            "/v1/integrations/{id}",
+            "Delete an integration; its conversations stay, with reply status `channel_deleted`",
+        )
+        .tag("integrations")
+        .access(Access::AdminKey)
+        .no_content(),
         axum::routing::delete(remove),
     )
 }
@@ -64,14 +67,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(integration)))
 }
 
-async fn list(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<ListPage<Integration>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    params: Params,
+) -> ApiResult<Json<ListPage<Integration>>> {
     params.only(&["cursor", "limit"])?;
     let (page, limit) = requested_page(&params)?;
     let list = ctx.store.read(move |r| r.integrations(caller.account_id, &page)).await?;
     Ok(Json(page_of(list, limit, |i| i.id)))
 }
 
-async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Integration>> {
+async fn show(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Json<Integration>> {
     let integration = ctx.store.read(move |r| r.integration(caller.account_id, id)).await?;
     integration.map(Json).ok_or_else(|| ApiError::not_found("integration"))
 }

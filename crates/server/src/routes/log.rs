@@ -51,17 +51,23 @@ fn with_filters(mut op: Op) -> Op {
 }
 
 pub fn routes(api: Api) -> Api {
-    api.route(with_filters(Op::get("/v1/log", "A page of the conversation log")).query("limit", "1–1000, default 50").answers::<LogPage>(200), get(page))
-        .route(
-            with_filters(Op::get("/v1/log/stream", "Follow the log live (Server-Sent Events; resumes by Last-Event-ID)"))
-                .query("access_token", "the credential, for clients that cannot set headers")
-                .answers_as::<Event>(200, "text/event-stream"),
-            get(follow),
-        )
-        .route(
-            with_filters(Op::get("/v1/log/export", "Export the log as NDJSON, one event per line")).answers_as::<Event>(200, "application/x-ndjson"),
-            get(export),
-        )
+    api.route(
+        with_filters(Op::get("/v1/log", "A page of the conversation log"))
+            .query("limit", "1–1000, default 50")
+            .answers::<LogPage>(200),
+        get(page),
+    )
+    .route(
+        with_filters(Op::get("/v1/log/stream", "Follow the log live (Server-Sent Events; resumes by Last-Event-ID)"))
+            .query("access_token", "the credential, for clients that cannot set headers")
+            .answers_as::<Event>(200, "text/event-stream"),
+        get(follow),
+    )
+    .route(
+        with_filters(Op::get("/v1/log/export", "Export the log as NDJSON, one event per line"))
+            .answers_as::<Event>(200, "application/x-ndjson"),
+        get(export),
+    )
 }
 
 /// The filters shared by all three calls.
@@ -69,13 +75,18 @@ fn query(params: &Params) -> ApiResult<LogQuery> {
     let types = params
         .all("type")
         .map(|t| {
-            EventType::parse(t)
-                .ok_or_else(|| ApiError::bad_request("invalid_parameter", "type", format!("`{t}` is not an event type")))
+            EventType::parse(t).ok_or_else(|| {
+                ApiError::bad_request("invalid_parameter", "type", format!("`{t}` is not an event type"))
+            })
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let conversation_ids: Vec<Uuid> = params.uuids("conversation_id")?;
     if conversation_ids.len() > 100 {
-        return Err(ApiError::bad_request("invalid_parameter", "conversation_id", "at most 100 conversations per query"));
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "conversation_id",
+            "at most 100 conversations per query",
+        ));
     }
     let since = params.timestamp("since")?;
     let until = params.timestamp("until")?;
@@ -178,13 +189,15 @@ async fn follow(
     params.only(FILTERS)?;
     let mut q = query(&params)?;
     if let Some(last) = headers.get("last-event-id") {
-        let last = last.to_str().map_err(|_| ApiError::bad_request("invalid_cursor", "Last-Event-ID", "unreadable header"))?;
+        let last =
+            last.to_str().map_err(|_| ApiError::bad_request("invalid_cursor", "Last-Event-ID", "unreadable header"))?;
         q.after = cursor::decode_seq("Last-Event-ID", last)?;
     }
     // Subscribe before the first read, so a commit in between is seen once (by seq) and not lost.
     let live = ctx.hub.subscribe(caller.account_id);
     let heartbeat = ctx.sse_heartbeat;
-    let follower = Follower { account: caller.account_id, query: q, live, pending: VecDeque::new(), catching_up: true, ctx };
+    let follower =
+        Follower { account: caller.account_id, query: q, live, pending: VecDeque::new(), catching_up: true, ctx };
     let events = stream::unfold(follower, Follower::next);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }

@@ -86,7 +86,9 @@ fn writer(caller: &AccountCaller, spec: Option<AuthorSpec>) -> ApiResult<Writer>
         (Some(AuthorSpec { author_type: AuthorType::System, .. }), _) => {
             Err(ApiError::invalid("author.type", "`system` messages are written by Parley itself"))
         }
-        (Some(AuthorSpec { id: None, .. }), _) => Err(ApiError::invalid("author.id", "name the agent or bot who writes")),
+        (Some(AuthorSpec { id: None, .. }), _) => {
+            Err(ApiError::invalid("author.id", "name the agent or bot who writes"))
+        }
         (Some(AuthorSpec { id: Some(id), .. }), Some(own)) if own.id != id => {
             Err(ApiError::forbidden("a key that acts as an agent writes only as that agent"))
         }
@@ -117,8 +119,9 @@ async fn send(
             let conversation = tx.conversation(account, id)?.ok_or_else(|| StoreError::not_found("conversation"))?;
             let (author, actor) = match who {
                 Writer::Customer => {
-                    let integration =
-                        tx.integration(account, conversation.integration_id)?.ok_or_else(|| StoreError::not_found("integration"))?;
+                    let integration = tx
+                        .integration(account, conversation.integration_id)?
+                        .ok_or_else(|| StoreError::not_found("integration"))?;
                     if integration.channel_type != ChannelType::Api {
                         return Err(parley_core::DomainError::invalid(
                             "author.type",
@@ -126,9 +129,14 @@ async fn send(
                         )
                         .into());
                     }
-                    let customer =
-                        tx.customer(account, conversation.customer_id)?.ok_or_else(|| StoreError::not_found("customer"))?;
-                    let author = Author { author_type: AuthorType::Customer, id: Some(customer.id), name: customer.name.clone() };
+                    let customer = tx
+                        .customer(account, conversation.customer_id)?
+                        .ok_or_else(|| StoreError::not_found("customer"))?;
+                    let author = Author {
+                        author_type: AuthorType::Customer,
+                        id: Some(customer.id),
+                        name: customer.name.clone(),
+                    };
                     let actor = Actor {
                         actor_type: AuthorType::Customer,
                         id: Some(customer.id),
@@ -138,15 +146,20 @@ async fn send(
                     (author, actor)
                 }
                 Writer::Business { agent_id } => {
-                    let agent = tx
-                        .agent(account, agent_id)?
-                        .ok_or_else(|| parley_core::DomainError::invalid("author.id", "no such agent or bot in this account"))?;
+                    let agent = tx.agent(account, agent_id)?.ok_or_else(|| {
+                        parley_core::DomainError::invalid("author.id", "no such agent or bot in this account")
+                    })?;
                     let kind = participant_kind(agent.kind);
                     if expected_type.is_some_and(|t| t != kind) {
-                        return Err(parley_core::DomainError::invalid("author.type", format!("this author is a {}", kind.as_str())).into());
+                        return Err(parley_core::DomainError::invalid(
+                            "author.type",
+                            format!("this author is a {}", kind.as_str()),
+                        )
+                        .into());
                     }
                     let author = Author { author_type: kind, id: Some(agent.id), name: Some(agent.name.clone()) };
-                    let actor = Actor { actor_type: kind, id: Some(agent.id), external_id: None, name: Some(agent.name) };
+                    let actor =
+                        Actor { actor_type: kind, id: Some(agent.id), external_id: None, name: Some(agent.name) };
                     (author, actor)
                 }
             };
@@ -158,7 +171,12 @@ async fn send(
     Ok((status, Json(sent.message)))
 }
 
-async fn history(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId, params: Params) -> ApiResult<Json<MessagePage>> {
+async fn history(
+    State(ctx): State<ApiContext>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+    params: Params,
+) -> ApiResult<Json<MessagePage>> {
     params.only(&["after", "before", "limit"])?;
     let limit = params.limit()?;
     let window = match (params.int("after", 0)?, params.int("before", 1)?) {
@@ -186,11 +204,19 @@ async fn history(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(i
             if more {
                 data.remove(0);
             }
-            if more { data.first().map(|m| m.seq.to_string()) } else { None }
+            if more {
+                data.first().map(|m| m.seq.to_string())
+            } else {
+                None
+            }
         }
         _ => {
             data.truncate(limit);
-            if more { data.last().map(|m| m.seq.to_string()) } else { None }
+            if more {
+                data.last().map(|m| m.seq.to_string())
+            } else {
+                None
+            }
         }
     };
     Ok(Json(MessagePage { data, next_cursor }))

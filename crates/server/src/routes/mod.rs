@@ -80,9 +80,8 @@ pub(crate) fn view(
     conversation: Conversation,
     caller: Option<Participant>,
 ) -> Result<ConversationView, StoreError> {
-    let integration = r
-        .integration(account, conversation.integration_id)?
-        .ok_or_else(|| StoreError::not_found("integration"))?;
+    let integration =
+        r.integration(account, conversation.integration_id)?.ok_or_else(|| StoreError::not_found("integration"))?;
     let reply_status = conversation.reply_status(&integration, caller, now());
     Ok(ConversationView { conversation, reply_status })
 }

@@ -18,10 +18,31 @@ struct Health {
 }
 
 pub fn routes(api: Api) -> Api {
-    api.route(Op::get("/healthz", "Liveness").tag("system").access(Access::Public).answers::<serde_json::Value>(200), get(healthz))
-        .route(Op::get("/readyz", "Readiness: the store answers").tag("system").access(Access::Public).answers::<serde_json::Value>(200), get(readyz))
-        .route(Op::get("/metrics", "Prometheus metrics").tag("system").access(Access::Public).answers_as::<String>(200, "text/plain"), get(metrics))
-        .route(Op::get("/openapi.json", "This document").tag("system").access(Access::Public).answers::<serde_json::Value>(200), get(openapi))
+    api.route(
+        Op::get("/healthz", "Liveness").tag("system").access(Access::Public).answers::<serde_json::Value>(200),
+        get(healthz),
+    )
+    .route(
+        Op::get("/readyz", "Readiness: the store answers")
+            .tag("system")
+            .access(Access::Public)
+            .answers::<serde_json::Value>(200),
+        get(readyz),
+    )
+    .route(
+        Op::get("/metrics", "Prometheus metrics")
+            .tag("system")
+            .access(Access::Public)
+            .answers_as::<String>(200, "text/plain"),
+        get(metrics),
+    )
+    .route(
+        Op::get("/openapi.json", "This document")
+            .tag("system")
+            .access(Access::Public)
+            .answers::<serde_json::Value>(200),
+        get(openapi),
+    )
 }
 
 async fn healthz() -> Json<Health> {
@@ -34,11 +55,7 @@ async fn readyz(State(ctx): State<ApiContext>) -> ApiResult<Json<Health>> {
 }
 
 async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ctx.metrics.render(ctx.hub.subscribers()),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ctx.metrics.render(ctx.hub.subscribers()))
 }
 
 async fn openapi(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {

@@ -13,7 +13,14 @@ struct Case {
     field: Option<&'static str>,
 }
 
-async fn raw(srv: &TestServer, token: &str, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, String, Value) {
+async fn raw(
+    srv: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, String, Value) {
     let mut req = srv.http.request(method, srv.url(path)).bearer_auth(token).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -77,11 +84,22 @@ async fn malformed_requests_get_precise_problems_and_change_nothing() {
         (Case { what: "invalid UTF-8", status: StatusCode::BAD_REQUEST, code: "malformed_json", field: None }, vec![b'{', b'"', 0xff, 0xfe, b'"', b'}']),
     ];
     for (case, body) in &json_cases {
-        let (status, ct, problem) = raw(&srv, &key, Method::POST, &messages, Some("application/json"), body.clone()).await;
+        let (status, ct, problem) =
+            raw(&srv, &key, Method::POST, &messages, Some("application/json"), body.clone()).await;
         check(case, status, &ct, &problem);
     }
     let (status, ct, problem) = raw(&srv, &key, Method::POST, &messages, Some("text/plain"), b"{}".to_vec()).await;
-    check(&Case { what: "wrong media type", status: StatusCode::UNSUPPORTED_MEDIA_TYPE, code: "unsupported_media_type", field: None }, status, &ct, &problem);
+    check(
+        &Case {
+            what: "wrong media type",
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            field: None,
+        },
+        status,
+        &ct,
+        &problem,
+    );
 
     let query_cases = [
         ("/v1/log?after=not-a-cursor", StatusCode::BAD_REQUEST, "invalid_cursor", "after"),
@@ -92,7 +110,12 @@ async fn malformed_requests_get_precise_problems_and_change_nothing() {
         ("/v1/log?limit=1001", StatusCode::BAD_REQUEST, "invalid_parameter", "limit"),
         ("/v1/log?conversation_id=123", StatusCode::BAD_REQUEST, "invalid_parameter", "conversation_id"),
         ("/v1/log?colour=red", StatusCode::BAD_REQUEST, "unknown_parameter", "colour"),
-        ("/v1/log?since=2025-01-02T00:00:00Z&until=2025-01-01T00:00:00Z", StatusCode::BAD_REQUEST, "invalid_parameter", "until"),
+        (
+            "/v1/log?since=2025-01-02T00:00:00Z&until=2025-01-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "until",
+        ),
         ("/v1/conversations?cursor=%%%", StatusCode::BAD_REQUEST, "invalid_cursor", "cursor"),
         ("/v1/conversations?status=sleeping", StatusCode::BAD_REQUEST, "invalid_parameter", "status"),
         ("/v1/conversations?limit=ten", StatusCode::BAD_REQUEST, "invalid_parameter", "limit"),
@@ -109,7 +132,11 @@ async fn malformed_requests_get_precise_problems_and_change_nothing() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let (status, body) = scene.admin(Method::PUT, "/v1/log", None).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
-    for bad in [json!({"name": ""}), json!({"name": "x", "type": "carrier-pigeon"}), json!({"name": "x", "type": "web", "reopen_window_seconds": -1})] {
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "x", "type": "carrier-pigeon"}),
+        json!({"name": "x", "type": "web", "reopen_window_seconds": -1}),
+    ] {
         let (status, body) = scene.admin(Method::POST, "/v1/integrations", Some(bad.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }

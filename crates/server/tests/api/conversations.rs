@@ -10,7 +10,8 @@ use crate::support::{types, Scene, TestServer};
 async fn assignment_and_transfer_are_logged_as_transfers() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
-    let (_, group) = scene.admin(Method::POST, "/v1/groups", Some(json!({"name": "Billing", "agent_ids": [scene.agent]}))).await;
+    let (_, group) =
+        scene.admin(Method::POST, "/v1/groups", Some(json!({"name": "Billing", "agent_ids": [scene.agent]}))).await;
     let group = group["id"].as_str().expect("group id").to_string();
     let c = scene.conversation().await;
     scene.customer_says(&c, "hi").await;
@@ -22,7 +23,8 @@ async fn assignment_and_transfer_are_logged_as_transfers() {
     let (status, body) = scene.assign_to_agent(&c).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("already_assigned")));
 
-    let (status, body) = scene.admin(Method::POST, &format!("/v1/conversations/{c}/assignment"), Some(json!({"group_id": group}))).await;
+    let (status, body) =
+        scene.admin(Method::POST, &format!("/v1/conversations/{c}/assignment"), Some(json!({"group_id": group}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "open");
     assert_eq!(body["assignee"], serde_json::Value::Null);
@@ -41,9 +43,16 @@ async fn assignment_and_transfer_are_logged_as_transfers() {
     assert_eq!(queued["data"]["queue_position"], 1);
     assert!(kinds.contains(&"agent_joined".to_string()) && kinds.contains(&"agent_left".to_string()), "{kinds:?}");
 
-    let (status, body) = scene.as_agent(Method::POST, &format!("/v1/conversations/{c}/assignment"), Some(json!({"accept": true}))).await;
+    let (status, body) =
+        scene.as_agent(Method::POST, &format!("/v1/conversations/{c}/assignment"), Some(json!({"accept": true}))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("no_pending_offer")));
-    let (status, body) = scene.admin(Method::POST, &format!("/v1/conversations/{c}/assignment"), Some(json!({"agent_id": scene.agent, "group_id": group}))).await;
+    let (status, body) = scene
+        .admin(
+            Method::POST,
+            &format!("/v1/conversations/{c}/assignment"),
+            Some(json!({"agent_id": scene.agent, "group_id": group})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
 
@@ -53,10 +62,14 @@ async fn tags_are_added_removed_filtered_and_logged() {
     let scene = Scene::new(&srv).await;
     let c1 = scene.conversation().await;
     let c2 = scene.conversation().await;
-    let (status, body) = scene.admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["VIP", "billing"]}))).await;
+    let (status, body) = scene
+        .admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["VIP", "billing"]})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["tags"], json!(["vip", "billing"]));
-    let (_, body) = scene.admin(Method::DELETE, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["billing", "absent"]}))).await;
+    let (_, body) = scene
+        .admin(Method::DELETE, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["billing", "absent"]})))
+        .await;
     assert_eq!(body["tags"], json!(["vip"]));
     // Nothing changes: nothing is logged.
     scene.admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["vip"]}))).await;
@@ -66,10 +79,12 @@ async fn tags_are_added_removed_filtered_and_logged() {
     assert_eq!(changes[1]["data"]["removed"], json!(["billing"]));
 
     let (_, list) = scene.admin(Method::GET, "/v1/conversations?tag=vip", None).await;
-    let ids: Vec<_> = list["data"].as_array().expect("data").iter().map(|c| c["id"].as_str().expect("id").to_string()).collect();
+    let ids: Vec<_> =
+        list["data"].as_array().expect("data").iter().map(|c| c["id"].as_str().expect("id").to_string()).collect();
     assert_eq!(ids, vec![c1.clone()]);
     assert!(!ids.contains(&c2));
-    let (status, body) = scene.admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["two words"]}))).await;
+    let (status, body) =
+        scene.admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["two words"]}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "add[0]");
 }
@@ -147,7 +162,9 @@ async fn lists_filter_and_page_without_overlap() {
     assert_eq!(seen, newest_first);
     let (_, ended) = scene.admin(Method::GET, "/v1/conversations?status=ended", None).await;
     assert_eq!(ended["data"].as_array().expect("data").len(), 1);
-    let (_, mine) = scene.admin(Method::GET, &format!("/v1/conversations?integration_id={}&status=created", scene.integration), None).await;
+    let (_, mine) = scene
+        .admin(Method::GET, &format!("/v1/conversations?integration_id={}&status=created", scene.integration), None)
+        .await;
     assert_eq!(mine["data"].as_array().expect("data").len(), 6);
     let customer = scene.get_conversation(&made[1]).await["customer_id"].as_str().expect("customer").to_string();
     let (_, by_customer) = scene.admin(Method::GET, &format!("/v1/conversations?customer_id={customer}"), None).await;
@@ -172,17 +189,29 @@ async fn every_content_type_is_accepted_and_stored() {
         json!({"type": "form", "fields": [{"type": "email", "name": "email", "label": "E-mail"}]}),
     ];
     for content in &business {
-        let (status, m) = scene.as_agent(Method::POST, &format!("/v1/conversations/{c}/messages"), Some(json!({"content": content}))).await;
+        let (status, m) = scene
+            .as_agent(Method::POST, &format!("/v1/conversations/{c}/messages"), Some(json!({"content": content})))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{m}");
         assert_eq!(&m["content"], content);
     }
     let answer = json!({"type": "form_response", "fields": [{"name": "email", "value": "k@example.com"}]});
     let (status, m) = scene
-        .admin(Method::POST, &format!("/v1/conversations/{c}/messages"), Some(json!({"author": {"type": "customer"}, "content": answer})))
+        .admin(
+            Method::POST,
+            &format!("/v1/conversations/{c}/messages"),
+            Some(json!({"author": {"type": "customer"}, "content": answer})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
     let quick = json!({"type": "text", "text": "Yes", "payload": "YES"});
-    scene.admin(Method::POST, &format!("/v1/conversations/{c}/messages"), Some(json!({"author": {"type": "customer"}, "content": quick}))).await;
+    scene
+        .admin(
+            Method::POST,
+            &format!("/v1/conversations/{c}/messages"),
+            Some(json!({"author": {"type": "customer"}, "content": quick})),
+        )
+        .await;
     let pressed = scene.log_all(&format!("conversation_id={c}&type=action_pressed"), 100).await;
     assert_eq!(pressed.len(), 1);
     assert_eq!(pressed[0]["data"]["action"]["payload"], "YES");
@@ -198,10 +227,12 @@ async fn customers_are_found_updated_and_suspended() {
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
     let customer = scene.get_conversation(&c).await["customer_id"].as_str().expect("customer").to_string();
-    let (status, body) = scene.admin(Method::PATCH, &format!("/v1/customers/{customer}"), Some(json!({"email": "k@example.com"}))).await;
+    let (status, body) =
+        scene.admin(Method::PATCH, &format!("/v1/customers/{customer}"), Some(json!({"email": "k@example.com"}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["email"], "k@example.com");
-    let (status, body) = scene.admin(Method::PATCH, &format!("/v1/customers/{customer}"), Some(json!({"email": "not-an-email"}))).await;
+    let (status, body) =
+        scene.admin(Method::PATCH, &format!("/v1/customers/{customer}"), Some(json!({"email": "not-an-email"}))).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("email")));
 
     scene.admin(Method::POST, &format!("/v1/customers/{customer}/suspend"), None).await;
@@ -210,6 +241,7 @@ async fn customers_are_found_updated_and_suspended() {
     scene.admin(Method::POST, &format!("/v1/customers/{customer}/unsuspend"), None).await;
     let (status, _) = scene.customer_says(&c, "thanks").await;
     assert_eq!(status, StatusCode::CREATED);
-    let kinds = types(&scene.log_all("type=customer_updated&type=customer_suspended&type=customer_unsuspended", 100).await);
+    let kinds =
+        types(&scene.log_all("type=customer_updated&type=customer_suspended&type=customer_unsuspended", 100).await);
     assert_eq!(kinds, vec!["customer_updated", "customer_suspended", "customer_unsuspended"]);
 }

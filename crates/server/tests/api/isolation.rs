@@ -27,7 +27,8 @@ async fn accounts_never_see_each_other() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = b.admin(Method::GET, &format!("/v1/integrations/{}", a.integration), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = b.admin(Method::POST, "/v1/conversations", Some(json!({"integration_id": a.integration}))).await;
+    let (status, body) =
+        b.admin(Method::POST, "/v1/conversations", Some(json!({"integration_id": a.integration}))).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("integration_id")));
 
     assert!(b.log_all("", 1000).await.is_empty(), "B's log holds none of A's events");
@@ -62,9 +63,17 @@ async fn credentials_and_roles_are_enforced() {
     let (status, _) = scene.as_agent(Method::GET, "/v1/api-keys", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, other) = scene.admin(Method::POST, "/v1/agents", Some(json!({"name": "Other"}))).await;
-    let (status, _) = scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", other["id"].as_str().expect("id")), Some(json!({"status": "online"}))).await;
+    let (status, _) = scene
+        .as_agent(
+            Method::PUT,
+            &format!("/v1/agents/{}/status", other["id"].as_str().expect("id")),
+            Some(json!({"status": "online"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, agent) = scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "online"}))).await;
+    let (status, agent) = scene
+        .as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "online"})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{agent}");
     let changes = scene.log_all("type=agent_status_changed", 100).await;
     assert_eq!(changes[0]["data"]["status"], "online");
@@ -77,7 +86,8 @@ async fn credentials_and_roles_are_enforced() {
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = scene.admin(Method::GET, "/v1/api-keys", None).await;
     assert!(listed.to_string().find(&secret).is_none(), "secrets are never listed");
-    let (status, _) = scene.admin(Method::DELETE, &format!("/v1/api-keys/{}", key["id"].as_str().expect("id")), None).await;
+    let (status, _) =
+        scene.admin(Method::DELETE, &format!("/v1/api-keys/{}", key["id"].as_str().expect("id")), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = srv.call(&secret, Method::GET, "/v1/agents", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

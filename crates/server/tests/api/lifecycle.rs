@@ -44,11 +44,24 @@ async fn every_legal_transition_is_made_and_logged() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let legal = [
-        ("created", "open"), ("created", "in_progress"), ("created", "ended"), ("created", "blocked"),
-        ("open", "in_progress"), ("open", "ended"), ("open", "blocked"),
-        ("in_progress", "on_hold"), ("in_progress", "open"), ("in_progress", "ended"), ("in_progress", "blocked"),
-        ("on_hold", "in_progress"), ("on_hold", "open"), ("on_hold", "ended"), ("on_hold", "blocked"),
-        ("ended", "open"), ("ended", "blocked"), ("blocked", "open"),
+        ("created", "open"),
+        ("created", "in_progress"),
+        ("created", "ended"),
+        ("created", "blocked"),
+        ("open", "in_progress"),
+        ("open", "ended"),
+        ("open", "blocked"),
+        ("in_progress", "on_hold"),
+        ("in_progress", "open"),
+        ("in_progress", "ended"),
+        ("in_progress", "blocked"),
+        ("on_hold", "in_progress"),
+        ("on_hold", "open"),
+        ("on_hold", "ended"),
+        ("on_hold", "blocked"),
+        ("ended", "open"),
+        ("ended", "blocked"),
+        ("blocked", "open"),
     ];
     for (from, to) in legal {
         let c = conversation_in(&scene, from).await;
@@ -136,7 +149,12 @@ async fn reply_status_follows_the_conversation_and_refuses_business_messages() {
     let (_, seen_by_bo) = srv.call(bo, Method::GET, &format!("/v1/conversations/{c}"), None).await;
     assert_eq!(seen_by_bo["reply_status"], "not_an_assignee");
     let (status, body) = srv
-        .call(bo, Method::POST, &format!("/v1/conversations/{c}/messages"), Some(json!({"content": {"type": "text", "text": "me too"}})))
+        .call(
+            bo,
+            Method::POST,
+            &format!("/v1/conversations/{c}/messages"),
+            Some(json!({"content": {"type": "text", "text": "me too"}})),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["reply_status"], "not_an_assignee");

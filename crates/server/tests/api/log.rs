@@ -124,7 +124,8 @@ async fn ndjson_export_equals_the_paged_log_over_the_same_range() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
     let text = resp.text().await.expect("body");
-    let exported: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+    let exported: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
     assert_eq!(exported, paged);
     assert!(text.ends_with('\n'));
 }

@@ -7,6 +7,7 @@ mod history;
 mod isolation;
 mod lifecycle;
 mod log;
+mod openapi;
 mod restart;
 mod stream;
 mod support;

@@ -29,10 +29,16 @@ async fn everything_survives_a_restart() {
     assert_eq!(page["events"].as_array().expect("events"), &log_before);
 
     // Keys, the admin token and the sequence carry on.
-    let (status, _) = srv.call(&srv.admin_token, Method::POST, "/v1/accounts", Some(serde_json::json!({"name": "after"}))).await;
+    let (status, _) =
+        srv.call(&srv.admin_token, Method::POST, "/v1/accounts", Some(serde_json::json!({"name": "after"}))).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, m) = srv
-        .call(&agent_key, Method::POST, &format!("/v1/conversations/{c}/messages"), Some(serde_json::json!({"content": {"type": "text", "text": "still here"}})))
+        .call(
+            &agent_key,
+            Method::POST,
+            &format!("/v1/conversations/{c}/messages"),
+            Some(serde_json::json!({"content": {"type": "text", "text": "still here"}})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{m}");
     assert_eq!(m["seq"], 3);

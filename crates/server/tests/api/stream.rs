@@ -37,7 +37,8 @@ async fn reconnect_with_last_event_id_receives_exactly_the_missed_events() {
     assert_eq!(next[0]["seq"].as_i64(), Some(seqs(&missed).last().expect("seq") + 1));
 
     // `after` works like Last-Event-ID.
-    let mut by_param = SseReader::open(&srv, &scene.account.key, &format!("/v1/log/stream?after={last_id}"), None).await;
+    let mut by_param =
+        SseReader::open(&srv, &scene.account.key, &format!("/v1/log/stream?after={last_id}"), None).await;
     let again = by_param.events(6).await;
     assert_eq!(seqs(&again[..5]), seqs(&missed));
 }

@@ -63,12 +63,14 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
     pub async fn account(&self, name: &str) -> Account {
-        let (status, body) = self.call(&self.admin_token, Method::POST, "/v1/accounts", Some(json!({"name": name}))).await;
+        let (status, body) =
+            self.call(&self.admin_token, Method::POST, "/v1/accounts", Some(json!({"name": name}))).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         Account {
             id: body["id"].as_str().expect("id").to_string(),
@@ -104,7 +106,12 @@ impl<'a> Scene<'a> {
         assert_eq!(s, StatusCode::CREATED, "{a}");
         let agent = a["id"].as_str().expect("agent id").to_string();
         let (s, k) = srv
-            .call(&account.key, Method::POST, "/v1/api-keys", Some(json!({"name": "ana", "role": "agent", "agent_id": agent})))
+            .call(
+                &account.key,
+                Method::POST,
+                "/v1/api-keys",
+                Some(json!({"name": "ana", "role": "agent", "agent_id": agent})),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{k}");
         Scene {
@@ -126,7 +133,13 @@ impl<'a> Scene<'a> {
 
     pub async fn conversation(&self) -> String {
         let (s, c) = self
-            .admin(Method::POST, "/v1/conversations", Some(json!({"integration_id": self.integration, "customer": {"external_id": "cust-1", "name": "Kamal"}})))
+            .admin(
+                Method::POST,
+                "/v1/conversations",
+                Some(
+                    json!({"integration_id": self.integration, "customer": {"external_id": "cust-1", "name": "Kamal"}}),
+                ),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{c}");
         c["id"].as_str().expect("conversation id").to_string()
@@ -143,16 +156,26 @@ impl<'a> Scene<'a> {
     }
 
     pub async fn agent_says(&self, conversation: &str, text: &str) -> (StatusCode, Value) {
-        self.as_agent(Method::POST, &format!("/v1/conversations/{conversation}/messages"), Some(json!({"content": {"type": "text", "text": text}})))
-            .await
+        self.as_agent(
+            Method::POST,
+            &format!("/v1/conversations/{conversation}/messages"),
+            Some(json!({"content": {"type": "text", "text": text}})),
+        )
+        .await
     }
 
     pub async fn assign_to_agent(&self, conversation: &str) -> (StatusCode, Value) {
-        self.admin(Method::POST, &format!("/v1/conversations/{conversation}/assignment"), Some(json!({"agent_id": self.agent}))).await
+        self.admin(
+            Method::POST,
+            &format!("/v1/conversations/{conversation}/assignment"),
+            Some(json!({"agent_id": self.agent})),
+        )
+        .await
     }
 
     pub async fn set_status(&self, conversation: &str, status: &str) -> (StatusCode, Value) {
-        self.admin(Method::POST, &format!("/v1/conversations/{conversation}/status"), Some(json!({"status": status}))).await
+        self.admin(Method::POST, &format!("/v1/conversations/{conversation}/status"), Some(json!({"status": status})))
+            .await
     }
 
     pub async fn get_conversation(&self, conversation: &str) -> Value {

@@ -48,7 +48,9 @@ pub fn set_agent_status(tx: &mut dyn Tx, account: Uuid, id: Uuid, status: AgentS
 pub fn check_agents_exist(tx: &dyn Tx, account: Uuid, field: &str, ids: &[Uuid]) -> R<()> {
     for (i, id) in ids.iter().enumerate() {
         if tx.agent(account, *id)?.is_none() {
-            return Err(parley_core::DomainError::invalid(format!("{field}[{i}]"), "no such agent in this account").into());
+            return Err(
+                parley_core::DomainError::invalid(format!("{field}[{i}]"), "no such agent in this account").into()
+            );
         }
     }
     Ok(())

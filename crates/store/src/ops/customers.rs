@@ -26,7 +26,8 @@ pub fn resolve_customer(tx: &mut dyn Tx, account: Uuid, by: CustomerRef, actor: 
         if profile != CustomerProfile::default() {
             return Err(DomainError::invalid("customer", "give either `id` or the profile fields, not both").into());
         }
-        return found(tx.customer(account, id)?, "customer").map_err(|_| DomainError::invalid("customer.id", "no such customer in this account").into());
+        return found(tx.customer(account, id)?, "customer")
+            .map_err(|_| DomainError::invalid("customer.id", "no such customer in this account").into());
     }
     profile.validate("customer.")?;
     if let Some(external_id) = &profile.external_id {
@@ -44,7 +45,13 @@ pub fn resolve_customer(tx: &mut dyn Tx, account: Uuid, by: CustomerRef, actor: 
     Ok(customer)
 }
 
-pub fn update_customer(tx: &mut dyn Tx, account: Uuid, id: Uuid, profile: CustomerProfile, actor: Actor) -> R<Customer> {
+pub fn update_customer(
+    tx: &mut dyn Tx,
+    account: Uuid,
+    id: Uuid,
+    profile: CustomerProfile,
+    actor: Actor,
+) -> R<Customer> {
     profile.validate("")?;
     let mut customer = found(tx.customer(account, id)?, "customer")?;
     let changed = customer.apply(profile, tx.now());

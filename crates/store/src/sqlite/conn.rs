@@ -72,16 +72,19 @@ fn docs<T: DeserializeOwned>(db: &Connection, sql: &str, args: &[&dyn ToSql]) ->
 
 /// A page of an account's documents from `table`, in id (creation) order.
 fn page_of<T: DeserializeOwned>(db: &Connection, table: &str, account: Uuid, page: &Page) -> R<Vec<T>> {
-    let sql = format!(
-        "SELECT body FROM {table} WHERE account_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
-    );
+    let sql =
+        format!("SELECT body FROM {table} WHERE account_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3");
     docs(db, &sql, &[&account, &page.after_id, &(page.limit as i64)])
 }
 
 fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
     let type_name: String = row.get(2)?;
     let event_type = EventType::parse(&type_name).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, format!("unknown event type {type_name}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("unknown event type {type_name}").into(),
+        )
     })?;
     let json: String = row.get(5)?;
     Ok(LogEntry {

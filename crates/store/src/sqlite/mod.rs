@@ -89,7 +89,9 @@ impl SqliteStore {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
         };
-        db.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000;"))?;
+        db.execute_batch(&format!(
+            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000;"
+        ))?;
         schema::migrate(&mut db)?;
         // The commit clock resumes from the newest event, so occurred_at never runs backwards.
         let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;

@@ -1,0 +1,79 @@
+//! The `parley` binary as an operator uses it: init, account create, serve.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn parley(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_parley")).args(args).output().expect("parley runs")
+}
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn init_account_create_and_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+
+    let first = parley(&["init", "--data-dir", data, "--durability", "normal"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let out = String::from_utf8_lossy(&first.stdout).to_string();
+    let admin_token = out.lines().find(|l| l.starts_with("padm_")).expect("the admin token is printed").to_string();
+    let second = parley(&["init", "--data-dir", data]);
+    assert!(second.status.success());
+    assert!(!String::from_utf8_lossy(&second.stdout).contains("padm_"), "the token is shown only once");
+
+    let created = parley(&["account", "create", "Acme", "--data-dir", data]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let account: serde_json::Value = serde_json::from_slice(&created.stdout).expect("JSON");
+    let key = account["api_key"]["secret"].as_str().expect("secret").to_string();
+    assert!(account["account_id"].is_string());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .env("PARLEY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let serving = Serving(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        assert!(Instant::now() < deadline, "serve printed no URL");
+        let line = lines.next().expect("a line").expect("readable");
+        if let Some(url) = line.strip_prefix("Parley listening on ") {
+            break url.to_string();
+        }
+    };
+
+    let http = reqwest::Client::new();
+    let agents = http.get(format!("{url}/v1/agents")).bearer_auth(&key).send().await.expect("request");
+    assert_eq!(agents.status(), 200, "the key printed by `account create` works");
+    let another = http
+        .post(format!("{url}/v1/accounts"))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({"name": "Second"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(another.status(), 201, "the token printed by `init` works");
+    let ready = http.get(format!("{url}/readyz")).send().await.expect("request");
+    assert_eq!(ready.status(), 200);
+
+    // SIGTERM stops it cleanly.
+    let pid = serving.0.id().to_string();
+    let mut serving = serving;
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = serving.0.wait().expect("exits");
+    assert!(status.success(), "graceful exit: {status:?}");
+}
