@@ -157,7 +157,7 @@ pub enum Principal {
 async fn authenticate(parts: &Parts, ctx: &ApiContext) -> ApiResult<Principal> {
     let token = bearer(parts)?;
     let hash = hash_secret(&token);
-    if ctx.admin_token_hashes.iter().any(|h| *h == hash) {
+    if ctx.admin_token_hashes.contains(&hash) {
         return Ok(Principal::ServerAdmin);
     }
     if let Some(caller) = ctx.keys.get(&hash) {

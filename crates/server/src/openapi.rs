@@ -85,6 +85,11 @@ impl Op {
         self
     }
 
+    /// A list paged by `cursor` and `limit`.
+    pub fn paged(self) -> Self {
+        self.query("cursor", "the next page's cursor").query("limit", "1–1000, default 50")
+    }
+
     pub fn query(mut self, name: &'static str, description: &'static str) -> Self {
         self.query.push((name, description));
         self

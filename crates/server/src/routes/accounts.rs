@@ -11,7 +11,7 @@ use parley_store::StoreExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{page_of, requested_page, ListPage};
+use super::ListPage;
 use crate::auth::{hash_secret, new_secret, Admin, ServerAdmin, API_KEY_PREFIX};
 use crate::context::ApiContext;
 use crate::error::ApiResult;
@@ -70,8 +70,7 @@ pub fn routes(api: Api) -> Api {
         Op::get("/v1/api-keys", "List API keys (never their secrets)")
             .tag("api-keys")
             .access(Access::AdminKey)
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
+            .paged()
             .answers::<ListPage<ApiKey>>(200),
         get(list_keys),
     )
@@ -117,10 +116,7 @@ async fn list_keys(
     Admin(caller): Admin,
     params: Params,
 ) -> ApiResult<Json<ListPage<ApiKey>>> {
-    params.only(&["cursor", "limit"])?;
-    let (page, limit) = requested_page(&params)?;
-    let keys = ctx.store.read(move |r| r.api_keys(caller.account_id, &page)).await?;
-    Ok(Json(page_of(keys, limit, |k| k.id)))
+    super::list(&ctx, caller.account_id, &params, |r, account, page| r.api_keys(account, page), |k| k.id).await
 }
 
 async fn delete_key(State(ctx): State<ApiContext>, Admin(caller): Admin, PathId(id): PathId) -> ApiResult<StatusCode> {

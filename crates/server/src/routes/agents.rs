@@ -10,7 +10,7 @@ use parley_store::StoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{page_of, requested_page, ListPage};
+use super::ListPage;
 use crate::auth::{Admin, Caller};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ApiResult};
@@ -33,11 +33,7 @@ pub fn routes(api: Api) -> Api {
         post(create),
     )
     .route(
-        Op::get("/v1/agents", "List agents and bots")
-            .tag("agents")
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
-            .answers::<ListPage<Agent>>(200),
+        Op::get("/v1/agents", "List agents and bots").tag("agents").paged().answers::<ListPage<Agent>>(200),
         get(list),
     )
     .route(Op::get("/v1/agents/{id}", "Get an agent").tag("agents").answers::<Agent>(200), get(show))
@@ -73,15 +69,11 @@ async fn list(
     Caller(caller): Caller,
     params: Params,
 ) -> ApiResult<Json<ListPage<Agent>>> {
-    params.only(&["cursor", "limit"])?;
-    let (page, limit) = requested_page(&params)?;
-    let list = ctx.store.read(move |r| r.agents(caller.account_id, &page)).await?;
-    Ok(Json(page_of(list, limit, |a| a.id)))
+    super::list(&ctx, caller.account_id, &params, |r, account, page| r.agents(account, page), |a| a.id).await
 }
 
 async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Agent>> {
-    let agent = ctx.store.read(move |r| r.agent(caller.account_id, id)).await?;
-    agent.map(Json).ok_or_else(|| ApiError::not_found("agent"))
+    super::show(&ctx, "agent", move |r| r.agent(caller.account_id, id)).await
 }
 
 async fn update(

@@ -89,8 +89,7 @@ pub fn routes(api: Api) -> Api {
             .query("customer_id", "customer id")
             .query("integration_id", "integration id")
             .query("tag", "a tag")
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
+            .paged()
             .answers::<ListPage<ConversationView>>(200),
         get(list),
     )

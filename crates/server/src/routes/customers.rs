@@ -7,20 +7,16 @@ use parley_core::customer::{Customer, CustomerProfile};
 use parley_store::ops::customers;
 use parley_store::StoreExt;
 
-use super::{page_of, requested_page, ListPage};
+use super::ListPage;
 use crate::auth::Caller;
 use crate::context::ApiContext;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, Params, PathId};
 use crate::openapi::{Api, Op};
 
 pub fn routes(api: Api) -> Api {
     api.route(
-        Op::get("/v1/customers", "List customers")
-            .tag("customers")
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
-            .answers::<ListPage<Customer>>(200),
+        Op::get("/v1/customers", "List customers").tag("customers").paged().answers::<ListPage<Customer>>(200),
         get(list),
     )
     .route(Op::get("/v1/customers/{id}", "Get a customer").tag("customers").answers::<Customer>(200), get(show))
@@ -48,15 +44,11 @@ async fn list(
     Caller(caller): Caller,
     params: Params,
 ) -> ApiResult<Json<ListPage<Customer>>> {
-    params.only(&["cursor", "limit"])?;
-    let (page, limit) = requested_page(&params)?;
-    let list = ctx.store.read(move |r| r.customers(caller.account_id, &page)).await?;
-    Ok(Json(page_of(list, limit, |c| c.id)))
+    super::list(&ctx, caller.account_id, &params, |r, account, page| r.customers(account, page), |c| c.id).await
 }
 
 async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Customer>> {
-    let customer = ctx.store.read(move |r| r.customer(caller.account_id, id)).await?;
-    customer.map(Json).ok_or_else(|| ApiError::not_found("customer"))
+    super::show(&ctx, "customer", move |r| r.customer(caller.account_id, id)).await
 }
 
 async fn update(

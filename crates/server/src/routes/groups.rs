@@ -11,10 +11,10 @@ use parley_store::StoreExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{page_of, requested_page, ListPage};
+use super::ListPage;
 use crate::auth::{Admin, Caller};
 use crate::context::ApiContext;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, Params, PathId};
 use crate::openapi::{Access, Api, Op};
 
@@ -33,14 +33,7 @@ pub fn routes(api: Api) -> Api {
             .answers::<Group>(201),
         post(create),
     )
-    .route(
-        Op::get("/v1/groups", "List groups")
-            .tag("groups")
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
-            .answers::<ListPage<Group>>(200),
-        get(list),
-    )
+    .route(Op::get("/v1/groups", "List groups").tag("groups").paged().answers::<ListPage<Group>>(200), get(list))
     .route(Op::get("/v1/groups/{id}", "Get a group").tag("groups").answers::<Group>(200), get(show))
     .route(
         Op::put("/v1/groups/{id}/members", "Replace a group's members")
@@ -67,15 +60,11 @@ async fn list(
     Caller(caller): Caller,
     params: Params,
 ) -> ApiResult<Json<ListPage<Group>>> {
-    params.only(&["cursor", "limit"])?;
-    let (page, limit) = requested_page(&params)?;
-    let list = ctx.store.read(move |r| r.groups(caller.account_id, &page)).await?;
-    Ok(Json(page_of(list, limit, |g| g.id)))
+    super::list(&ctx, caller.account_id, &params, |r, account, page| r.groups(account, page), |g| g.id).await
 }
 
 async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Group>> {
-    let group = ctx.store.read(move |r| r.group(caller.account_id, id)).await?;
-    group.map(Json).ok_or_else(|| ApiError::not_found("group"))
+    super::show(&ctx, "group", move |r| r.group(caller.account_id, id)).await
 }
 
 async fn set_members(

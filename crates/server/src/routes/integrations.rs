@@ -8,10 +8,10 @@ use parley_core::integration::{Integration, IntegrationPatch, NewIntegration};
 use parley_store::ops::integrations;
 use parley_store::StoreExt;
 
-use super::{page_of, requested_page, ListPage};
+use super::ListPage;
 use crate::auth::{Admin, Caller};
 use crate::context::ApiContext;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, Params, PathId};
 use crate::openapi::{Access, Api, Op};
 
@@ -27,8 +27,7 @@ pub fn routes(api: Api) -> Api {
     .route(
         Op::get("/v1/integrations", "List integrations, deleted ones included (with `deleted_at`)")
             .tag("integrations")
-            .query("cursor", "next page")
-            .query("limit", "1–1000, default 50")
+            .paged()
             .answers::<ListPage<Integration>>(200),
         get(list),
     )
@@ -72,10 +71,7 @@ async fn list(
     Caller(caller): Caller,
     params: Params,
 ) -> ApiResult<Json<ListPage<Integration>>> {
-    params.only(&["cursor", "limit"])?;
-    let (page, limit) = requested_page(&params)?;
-    let list = ctx.store.read(move |r| r.integrations(caller.account_id, &page)).await?;
-    Ok(Json(page_of(list, limit, |i| i.id)))
+    super::list(&ctx, caller.account_id, &params, |r, account, page| r.integrations(account, page), |i| i.id).await
 }
 
 async fn show(
@@ -83,8 +79,7 @@ async fn show(
     Caller(caller): Caller,
     PathId(id): PathId,
 ) -> ApiResult<Json<Integration>> {
-    let integration = ctx.store.read(move |r| r.integration(caller.account_id, id)).await?;
-    integration.map(Json).ok_or_else(|| ApiError::not_found("integration"))
+    super::show(&ctx, "integration", move |r| r.integration(caller.account_id, id)).await
 }
 
 async fn update(

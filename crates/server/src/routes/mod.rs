@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parley_core::conversation::{Conversation, Participant, ReplyStatus};
 use parley_core::{Timestamp, Uuid};
-use parley_store::{Page, Reads, StoreError};
+use parley_store::{Page, Reads, StoreError, StoreExt};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -57,6 +57,33 @@ pub(crate) fn requested_page(params: &Params) -> ApiResult<(Page, usize)> {
     let limit = params.limit()?;
     let after_id = params.one("cursor")?.map(|c| cursor::decode_id("cursor", c)).transpose()?;
     Ok((Page { after_id, limit: limit + 1 }, limit))
+}
+
+/// Reads one page of an account's resources of one kind.
+pub(crate) type PageReader<T> = fn(&dyn Reads, Uuid, &Page) -> Result<Vec<T>, StoreError>;
+
+/// A `GET` list of an account's resources in creation order, paged by `cursor`.
+pub(crate) async fn list<T: Send + 'static>(
+    ctx: &crate::context::ApiContext,
+    account: Uuid,
+    params: &Params,
+    read: PageReader<T>,
+    id: fn(&T) -> Uuid,
+) -> ApiResult<axum::Json<ListPage<T>>> {
+    params.only(&["cursor", "limit"])?;
+    let (page, limit) = requested_page(params)?;
+    let items = ctx.store.read(move |r| read(r, account, &page)).await?;
+    Ok(axum::Json(page_of(items, limit, id)))
+}
+
+/// A `GET` of one resource of the account, or a 404 naming it.
+pub(crate) async fn show<T: Send + 'static>(
+    ctx: &crate::context::ApiContext,
+    resource: &'static str,
+    read: impl FnOnce(&dyn Reads) -> Result<Option<T>, StoreError> + Send + 'static,
+) -> ApiResult<axum::Json<T>> {
+    let found = ctx.store.read(read).await?;
+    found.map(axum::Json).ok_or_else(|| crate::error::ApiError::not_found(resource))
 }
 
 pub(crate) fn page_of<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> ListPage<T> {

@@ -32,6 +32,8 @@ async fn accounts_never_see_each_other() {
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("integration_id")));
 
     assert!(b.log_all("", 1000).await.is_empty(), "B's log holds none of A's events");
+    let a_log = a.log_all("", 1000).await;
+    assert!(!a_log.is_empty() && a_log.iter().all(|e| e["account_id"] == a.account.id.as_str()));
     let (status, page) = b.admin(Method::GET, &format!("/v1/log?conversation_id={c}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["events"], json!([]));
