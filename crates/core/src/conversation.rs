@@ -11,7 +11,7 @@ use crate::customer::Customer;
 use crate::event::{Actor, Channel, EventDraft, EventType};
 use crate::integration::Integration;
 use crate::limits::Limits;
-use crate::message::{AuthorType, Content, Message};
+use crate::message::{AuthorType, Content, Message, TextContent};
 use crate::{DomainError, Timestamp};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
@@ -376,7 +376,7 @@ impl Conversation {
             EventType::MessageReceived,
             json!({"message": message, "direction": "in", "status": self.status}),
         ));
-        if let Content::Text { text, payload: Some(payload), .. } = &message.content {
+        if let Content::Text(TextContent { text, payload: Some(payload), .. }) = &message.content {
             events.push(scene.event(
                 self.id,
                 EventType::ActionPressed,

@@ -141,36 +141,94 @@ pub struct FormResponseField {
     pub value: String,
 }
 
-/// What a message says. `content.type` selects the variant.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TextContent {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// Set by a customer who pressed a quick reply: the reply's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CarouselContent {
+    pub items: Vec<CarouselItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocationContent {
+    pub coordinates: Coordinates,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FormContent {
+    pub fields: Vec<FormField>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FormResponseContent {
+    pub fields: Vec<FormResponseField>,
+}
+
+/// What a message says. `content.type` selects the variant.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Content {
-    Text {
-        text: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        actions: Vec<Action>,
-        /// Set by a customer who pressed a quick reply: the reply's payload.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        payload: Option<String>,
-    },
+    Text(TextContent),
     Image(Media),
     File(Media),
-    Carousel {
-        items: Vec<CarouselItem>,
-    },
-    Location {
-        coordinates: Coordinates,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        address: Option<String>,
-    },
-    Form {
-        fields: Vec<FormField>,
-    },
-    FormResponse {
-        fields: Vec<FormResponseField>,
-    },
+    Carousel(CarouselContent),
+    Location(LocationContent),
+    Form(FormContent),
+    FormResponse(FormResponseContent),
+}
+
+/// Parsing dispatches on `type` by hand rather than with serde's internally tagged enums,
+/// which buffer the content and so lose the path of an error inside it: here an error says
+/// where it is, as `at `<path>`: <reason>` (the HTTP layer turns that into the field).
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let kind = match map.remove("type") {
+            Some(serde_json::Value::String(kind)) => kind,
+            Some(_) => return Err(D::Error::custom("at `type`: must be a string")),
+            None => return Err(D::Error::missing_field("type")),
+        };
+        fn part<T: serde::de::DeserializeOwned, E: Error>(
+            map: serde_json::Map<String, serde_json::Value>,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." || path == "?" {
+                    E::custom(inner)
+                } else {
+                    E::custom(format!("at `{path}`: {inner}"))
+                }
+            })
+        }
+        Ok(match kind.as_str() {
+            "text" => Content::Text(part(map)?),
+            "image" => Content::Image(part(map)?),
+            "file" => Content::File(part(map)?),
+            "carousel" => Content::Carousel(part(map)?),
+            "location" => Content::Location(part(map)?),
+            "form" => Content::Form(part(map)?),
+            "form_response" => Content::FormResponse(part(map)?),
+            other => return Err(D::Error::unknown_variant(other, Content::TYPES)),
+        })
+    }
 }
 
 const ACTION_TEXT_MAX: usize = 128;
@@ -183,22 +241,25 @@ const WEB_SCHEMES: &[&str] = &["https", "http"];
 const LINK_SCHEMES: &[&str] = &["https", "http", "mailto", "tel"];
 
 impl Content {
+    pub const TYPES: &'static [&'static str] =
+        &["text", "image", "file", "carousel", "location", "form", "form_response"];
+
     pub fn type_name(&self) -> &'static str {
         match self {
-            Content::Text { .. } => "text",
+            Content::Text(_) => "text",
             Content::Image(_) => "image",
             Content::File(_) => "file",
-            Content::Carousel { .. } => "carousel",
-            Content::Location { .. } => "location",
-            Content::Form { .. } => "form",
-            Content::FormResponse { .. } => "form_response",
+            Content::Carousel(_) => "carousel",
+            Content::Location(_) => "location",
+            Content::Form(_) => "form",
+            Content::FormResponse(_) => "form_response",
         }
     }
 
     /// The human-readable text of the message, if it has any.
     pub fn text(&self) -> Option<&str> {
         match self {
-            Content::Text { text, .. } => Some(text),
+            Content::Text(content) => Some(&content.text),
             Content::Image(media) | Content::File(media) => media.text.as_deref(),
             _ => None,
         }
@@ -208,7 +269,7 @@ impl Content {
     pub fn validate(&self, author: AuthorType, limits: &Limits) -> Result<(), DomainError> {
         let f = |rest: &str| format!("content.{rest}");
         match self {
-            Content::Text { text, actions, payload } => {
+            Content::Text(TextContent { text, actions, payload }) => {
                 text::required(&f("text"), text, limits.text_chars)?;
                 validate_actions(&f("actions"), actions)?;
                 if let Some(payload) = payload {
@@ -226,7 +287,7 @@ impl Content {
             }
             Content::Image(media) => validate_media(media, true, limits)?,
             Content::File(media) => validate_media(media, false, limits)?,
-            Content::Carousel { items } => {
+            Content::Carousel(CarouselContent { items }) => {
                 if items.is_empty() || items.len() > MAX_CAROUSEL_ITEMS {
                     return Err(DomainError::invalid(f("items"), format!("must hold 1 to {MAX_CAROUSEL_ITEMS} items")));
                 }
@@ -240,7 +301,7 @@ impl Content {
                     validate_actions(&p("actions"), &item.actions)?;
                 }
             }
-            Content::Location { coordinates, name, address } => {
+            Content::Location(LocationContent { coordinates, name, address }) => {
                 let Coordinates { lat, long } = *coordinates;
                 if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
                     return Err(DomainError::invalid(f("coordinates.lat"), "must be between -90 and 90"));
@@ -251,7 +312,7 @@ impl Content {
                 text::optional(&f("name"), name.as_deref(), 200)?;
                 text::optional(&f("address"), address.as_deref(), 500)?;
             }
-            Content::Form { fields } => {
+            Content::Form(FormContent { fields }) => {
                 validate_field_count(fields.len())?;
                 let mut names = std::collections::HashSet::new();
                 for (i, field) in fields.iter().enumerate() {
@@ -285,7 +346,7 @@ impl Content {
                     return Err(DomainError::invalid("content.type", "customers answer forms with `form_response`"));
                 }
             }
-            Content::FormResponse { fields } => {
+            Content::FormResponse(FormResponseContent { fields }) => {
                 validate_field_count(fields.len())?;
                 for (i, field) in fields.iter().enumerate() {
                     text::required(&format!("content.fields[{i}].name"), &field.name, 128)?;

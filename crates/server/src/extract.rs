@@ -60,42 +60,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Ok(value) => return Ok(value),
         Err(err) => err,
     };
-    let path = err.path().to_string();
+    let mut path = err.path().to_string();
+    if path == "." || path == "?" {
+        path.clear();
+    }
     let inner = err.into_inner();
-    let message = inner.to_string();
-    let field_of = |name: Option<&str>| -> String {
-        let base = if path == "." || path == "?" { String::new() } else { path.clone() };
-        match name {
-            Some(n) if !base.ends_with(n) => {
-                if base.is_empty() {
-                    n.to_string()
-                } else {
-                    format!("{base}.{n}")
-                }
-            }
-            _ if base.is_empty() => "body".to_string(),
-            _ => base,
+    let category = inner.classify();
+    let mut message = inner.to_string();
+    // A nested parser reports its own position as "at `a.b`: reason" (see `Content`).
+    if let Some(rest) = message.strip_prefix("at `") {
+        if let Some((sub, reason)) = rest.split_once("`: ") {
+            path = if path.is_empty() { sub.to_string() } else { format!("{path}.{sub}") };
+            message = reason.to_string();
+        }
+    }
+    let quoted = message.split('`').nth(1).map(str::to_string);
+    let join = |name: Option<&str>| -> String {
+        match (path.is_empty(), name) {
+            (true, Some(n)) => n.to_string(),
+            (false, Some(n)) if !path.ends_with(n) => format!("{path}.{n}"),
+            (true, None) => "body".to_string(),
+            _ => path.clone(),
         }
     };
-    let quoted = message.split('`').nth(1);
-    Err(match inner.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+    use serde_json::error::Category;
+    Err(match category {
+        Category::Syntax | Category::Eof | Category::Io => {
             ApiError::bad_request("malformed_json", "body", format!("the body is not valid JSON: {message}"))
         }
-        serde_json::error::Category::Data if message.starts_with("unknown field") => ApiError::bad_request(
-            "unknown_field",
-            &field_of(quoted),
-            format!("unknown field `{}`; this endpoint accepts only its documented fields", quoted.unwrap_or("?")),
-        ),
-        serde_json::error::Category::Data if message.starts_with("missing field") => {
-            ApiError::invalid(field_of(quoted), message)
+        Category::Data if message.starts_with("unknown field") => {
+            let name = quoted.as_deref().unwrap_or("?");
+            ApiError::bad_request(
+                "unknown_field",
+                &join(Some(name)),
+                format!("unknown field `{name}`; this endpoint accepts only its documented fields"),
+            )
         }
-        serde_json::error::Category::Data if message.starts_with("unknown variant") => {
-            let field = field_of(None);
-            let field = if field.ends_with("content") { format!("{field}.type") } else { field };
-            ApiError::invalid(field, message)
+        Category::Data if message.starts_with("missing field") => ApiError::invalid(join(quoted.as_deref()), message),
+        Category::Data if message.starts_with("unknown variant") && path.ends_with("content") => {
+            ApiError::invalid(format!("{path}.type"), message)
         }
-        serde_json::error::Category::Data => ApiError::invalid(field_of(None), message),
+        Category::Data => ApiError::invalid(join(None), message),
     })
 }
 

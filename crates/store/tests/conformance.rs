@@ -11,7 +11,7 @@ use parley_core::customer::CustomerRef;
 use parley_core::event::Actor;
 use parley_core::integration::{ChannelType, NewIntegration};
 use parley_core::limits::Limits;
-use parley_core::message::{Author, AuthorType, Content};
+use parley_core::message::{Author, AuthorType, Content, TextContent};
 use parley_core::{Timestamp, Uuid};
 use parley_store::ops::{accounts, agents, conversations, integrations, messages};
 use parley_store::sqlite::{Durability, SqliteConfig, SqliteStore};
@@ -82,7 +82,7 @@ async fn seed(store: &dyn Store) -> (Uuid, Uuid) {
 fn customer_text(text: &str) -> messages::NewMessage {
     messages::NewMessage {
         author: Author { author_type: AuthorType::Customer, id: None, name: None },
-        content: Content::Text { text: text.into(), actions: vec![], payload: None },
+        content: Content::Text(TextContent { text: text.into(), actions: vec![], payload: None }),
         client_message_id: None,
     }
 }
