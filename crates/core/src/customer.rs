@@ -126,3 +126,15 @@ impl Customer {
         changed
     }
 }
+
+impl Customer {
+    /// The customer as the log records them when they act.
+    pub fn actor(&self) -> crate::event::Actor {
+        crate::event::Actor {
+            actor_type: crate::message::AuthorType::Customer,
+            id: Some(self.id),
+            external_id: self.external_id.clone(),
+            name: self.name.clone(),
+        }
+    }
+}

@@ -218,3 +218,12 @@ impl Integration {
         Ok(())
     }
 }
+
+/// An end-user signing key of an integration, as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub created_at: Timestamp,
+}
+
+pub const MAX_SIGNING_KEYS: usize = 10;

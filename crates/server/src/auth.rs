@@ -28,6 +28,7 @@ use crate::error::{ApiError, ApiResult};
 const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const API_KEY_PREFIX: &str = "pk_";
 pub const ADMIN_TOKEN_PREFIX: &str = "padm_";
+pub const SESSION_PREFIX: &str = "pst_";
 
 /// A new random secret: `prefix` + 43 characters of base64url (256 bits).
 pub fn new_secret(prefix: &str) -> Result<String, ApiError> {
@@ -132,7 +133,14 @@ impl KeyCache {
     }
 }
 
-fn bearer(parts: &Parts) -> ApiResult<String> {
+/// The bearer token of a request's headers, if well-formed.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
+}
+
+pub(crate) fn bearer(parts: &Parts) -> ApiResult<String> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is unreadable"))?;
         let (scheme, token) =
@@ -222,5 +230,34 @@ impl FromRequestParts<ApiContext> for ServerAdmin {
             Principal::ServerAdmin => Ok(ServerAdmin),
             Principal::Account(_) => Err(ApiError::forbidden("this needs the server admin token")),
         }
+    }
+}
+
+/// A customer's device session (`pst_…`), from `POST /v1/sdk/{integration_id}/sessions`.
+pub struct SdkCaller(pub parley_store::SdkSession);
+
+/// The session a session token names, if it is one.
+pub(crate) async fn session_of(ctx: &ApiContext, token: &str) -> ApiResult<Option<parley_store::SdkSession>> {
+    if !token.starts_with(SESSION_PREFIX) {
+        return Ok(None);
+    }
+    let hash = hash_secret(token);
+    Ok(ctx.store.read(move |r| r.sdk_session_by_hash(&hash)).await?)
+}
+
+impl FromRequestParts<ApiContext> for SdkCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> ApiResult<Self> {
+        let token = bearer(parts)?;
+        if !token.starts_with(SESSION_PREFIX) {
+            return Err(ApiError::unauthorized(
+                "SDK paths take a session token from POST /v1/sdk/{integration_id}/sessions",
+            ));
+        }
+        session_of(ctx, &token)
+            .await?
+            .map(SdkCaller)
+            .ok_or_else(|| ApiError::unauthorized("the session token is not valid"))
     }
 }

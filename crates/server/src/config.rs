@@ -19,6 +19,12 @@ pub struct Config {
     pub durability: Durability,
     /// How often an idle SSE stream sends a comment line.
     pub sse_heartbeat: Duration,
+    /// How often sockets are pinged; a peer silent for two intervals is dropped.
+    pub ws_ping: Duration,
+    /// Frames queued for one socket before it is closed as too slow.
+    pub ws_outbox: usize,
+    /// How long an agent may have no live connection before becoming `offline`.
+    pub presence_grace: Duration,
 }
 
 impl Default for Config {
@@ -31,6 +37,9 @@ impl Default for Config {
             limits: Limits::default(),
             durability: Durability::Full,
             sse_heartbeat: Duration::from_secs(15),
+            ws_ping: Duration::from_secs(20),
+            ws_outbox: 1024,
+            presence_grace: Duration::from_secs(60),
         }
     }
 }

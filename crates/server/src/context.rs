@@ -9,6 +9,8 @@ use tokio::sync::watch;
 use crate::auth::KeyCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::ws::SocketConfig;
 
 #[derive(Clone)]
 pub struct ApiContext {
@@ -24,4 +26,6 @@ pub struct ApiContext {
     /// Flips to true when the server shuts down, ending live streams.
     pub shutdown: watch::Receiver<bool>,
     pub openapi: Arc<serde_json::Value>,
+    pub presence: Arc<Presence>,
+    pub sockets: SocketConfig,
 }

@@ -1,36 +1,63 @@
-//! Live fan-out inside one process: each account has a broadcast channel of its committed log
-//! entries. Publishing never waits for a subscriber; one that falls behind is told it lagged
-//! and catches up from the store by cursor, so it neither slows writers nor loses events.
+//! Live fan-out inside one process: each account has a broadcast channel of what happens live —
+//! committed log entries and ephemeral signals (typing), which are never stored. Publishing
+//! never waits for a subscriber; one that falls behind is told it lagged and either catches up
+//! from the store by cursor (SSE) or is closed with its cursor (WebSocket), so it slows neither
+//! writers nor other subscribers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use parley_core::message::AuthorType;
 use parley_core::Uuid;
 use parley_store::LogEntry;
 use tokio::sync::broadcast;
 
 const CHANNEL_CAPACITY: usize = 4096;
 
+/// A typing indicator: live only, never logged.
+#[derive(Debug)]
+pub struct Typing {
+    pub conversation_id: Uuid,
+    pub author: AuthorType,
+    pub author_id: Uuid,
+    /// The frame as sockets send it, serialised once for every subscriber.
+    pub frame: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Live {
+    Event(Arc<LogEntry>),
+    Typing(Arc<Typing>),
+}
+
 #[derive(Default)]
 pub struct Hub {
-    accounts: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LogEntry>>>>,
+    accounts: Mutex<HashMap<Uuid, broadcast::Sender<Live>>>,
 }
 
 impl Hub {
-    /// Called by the store after each commit, in commit order.
-    pub fn publish(&self, entries: &[LogEntry]) {
+    fn send(&self, account: Uuid, item: Live) {
         let Ok(mut accounts) = self.accounts.lock() else { return };
-        for entry in entries {
-            if let Some(sender) = accounts.get(&entry.account_id) {
-                if sender.send(Arc::new(entry.clone())).is_err() {
-                    // Nobody listens any more.
-                    accounts.remove(&entry.account_id);
-                }
+        if let Some(sender) = accounts.get(&account) {
+            if sender.send(item).is_err() {
+                // Nobody listens any more.
+                accounts.remove(&account);
             }
         }
     }
 
-    pub fn subscribe(&self, account: Uuid) -> broadcast::Receiver<Arc<LogEntry>> {
+    /// Called by the store after each commit, in commit order.
+    pub fn publish(&self, entries: &[LogEntry]) {
+        for entry in entries {
+            self.send(entry.account_id, Live::Event(Arc::new(entry.clone())));
+        }
+    }
+
+    pub fn typing(&self, account: Uuid, typing: Typing) {
+        self.send(account, Live::Typing(Arc::new(typing)));
+    }
+
+    pub fn subscribe(&self, account: Uuid) -> broadcast::Receiver<Live> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         accounts.entry(account).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
     }

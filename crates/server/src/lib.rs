@@ -12,10 +12,13 @@ pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod jwt;
 pub mod metrics;
 pub mod openapi;
+pub mod presence;
 mod routes;
 pub mod server;
+pub mod ws;
 
 pub use config::Config;
 pub use server::{init_data_dir, open_store, RunningServer};

@@ -120,6 +120,8 @@ impl RunningServer {
             admin_token_hashes: Arc::new(admin_token_hashes),
             shutdown: shutdown_rx.clone(),
             openapi: Arc::new(openapi),
+            presence: Arc::new(crate::presence::Presence::new(config.presence_grace)),
+            sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;

@@ -93,3 +93,15 @@ pub struct ReaderRef {
     pub kind: AuthorType,
     pub id: Uuid,
 }
+
+/// A customer's device session, made by the SDK session endpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SdkSession {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub integration_id: Uuid,
+    pub customer_id: Uuid,
+    /// Made from a JWT the business signed (not anonymous).
+    pub verified: bool,
+    pub created_at: Timestamp,
+}

@@ -12,8 +12,9 @@ use parley_core::message::Message;
 use parley_core::{Timestamp, Uuid};
 use serde_json::Value;
 
-use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob};
+use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
 use crate::StoreError;
+use parley_core::integration::SigningKey;
 
 type R<T> = Result<T, StoreError>;
 
@@ -31,6 +32,8 @@ pub trait Reads {
     fn group(&self, account: Uuid, id: Uuid) -> R<Option<Group>>;
     fn groups(&self, account: Uuid, page: &Page) -> R<Vec<Group>>;
     fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>>;
+    /// An integration by id alone, with its account: the SDK's entry point names only it.
+    fn integration_by_id(&self, id: Uuid) -> R<Option<(Uuid, Integration)>>;
     fn integrations(&self, account: Uuid, page: &Page) -> R<Vec<Integration>>;
     /// Integrations not deleted.
     fn count_integrations(&self, account: Uuid) -> R<i64>;
@@ -62,6 +65,11 @@ pub trait Reads {
 
     /// Where a consumer stands in an account's log (0 before its first event).
     fn cursor(&self, consumer: &str, account: Uuid) -> R<i64>;
+
+    fn signing_keys(&self, account: Uuid, integration: Uuid) -> R<Vec<SigningKey>>;
+    /// The secret of key `kid` of an integration, to verify a customer's JWT.
+    fn signing_secret(&self, account: Uuid, integration: Uuid, kid: &str) -> R<Option<String>>;
+    fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>>;
 }
 
 /// Writes, inside one transaction. Rows are written whole ("put"): the command computed the
@@ -98,4 +106,8 @@ pub trait Tx: Reads {
     /// Removes a finished job; answers whether it existed.
     fn complete_job(&mut self, id: Uuid) -> R<bool>;
     fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64>;
+
+    fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()>;
+    fn delete_signing_key(&mut self, account: Uuid, integration: Uuid, kid: &str) -> R<bool>;
+    fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()>;
 }

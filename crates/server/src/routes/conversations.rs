@@ -132,6 +132,13 @@ pub fn routes(api: Api) -> Api {
             .answers::<ReadState>(200),
         post(read),
     )
+    .route(
+        Op::post("/v1/conversations/{id}/typing", "Typing indicator of the calling agent (live only, never logged)")
+            .tag("conversations")
+            .body::<super::sdk::TypingInput>()
+            .no_content(),
+        post(super::sdk::agent_typing),
+    )
 }
 
 async fn create(

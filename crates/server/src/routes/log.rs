@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -25,6 +24,7 @@ use crate::context::ApiContext;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Params;
+use crate::hub::Live;
 use crate::openapi::{Api, Op};
 
 /// A page of the log, oldest first.
@@ -131,7 +131,7 @@ struct Follower {
     ctx: ApiContext,
     account: Uuid,
     query: LogQuery,
-    live: Receiver<Arc<LogEntry>>,
+    live: Receiver<Live>,
     pending: VecDeque<LogEntry>,
     catching_up: bool,
 }
@@ -167,11 +167,12 @@ impl Follower {
             tokio::select! {
                 _ = shutdown.changed() => return None,
                 received = self.live.recv() => match received {
-                    Ok(entry) => {
+                    Ok(Live::Event(entry)) => {
                         if entry.seq > self.query.after && self.query.matches(&entry) {
                             self.pending.push_back((*entry).clone());
                         }
                     }
+                    Ok(Live::Typing(_)) => {}
                     Err(RecvError::Lagged(_)) => self.catching_up = true,
                     Err(RecvError::Closed) => return None,
                 },

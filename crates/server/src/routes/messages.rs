@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Json;
 use parley_core::event::Actor;
+
 use parley_core::integration::ChannelType;
 use parley_core::message::{Author, AuthorType, Content, Message};
 use parley_core::Uuid;
@@ -45,7 +46,7 @@ struct SendMessage {
 
 /// A page of messages in ascending order.
 #[derive(Serialize, JsonSchema)]
-struct MessagePage {
+pub(crate) struct MessagePage {
     data: Vec<Message>,
     /// The `seq` to pass in the same parameter (`after` or `before`) for the next page in that
     /// direction; null when there is none.
@@ -132,18 +133,7 @@ async fn send(
                     let customer = tx
                         .customer(account, conversation.customer_id)?
                         .ok_or_else(|| StoreError::not_found("customer"))?;
-                    let author = Author {
-                        author_type: AuthorType::Customer,
-                        id: Some(customer.id),
-                        name: customer.name.clone(),
-                    };
-                    let actor = Actor {
-                        actor_type: AuthorType::Customer,
-                        id: Some(customer.id),
-                        external_id: customer.external_id,
-                        name: customer.name,
-                    };
-                    (author, actor)
+                    (customer_author(&customer), customer.actor())
                 }
                 Writer::Business { agent_id } => {
                     let agent = tx.agent(account, agent_id)?.ok_or_else(|| {
@@ -177,6 +167,21 @@ async fn history(
     PathId(id): PathId,
     params: Params,
 ) -> ApiResult<Json<MessagePage>> {
+    message_page(&ctx, caller.account_id, id, None, &params).await
+}
+
+pub(crate) fn customer_author(customer: &parley_core::customer::Customer) -> Author {
+    Author { author_type: AuthorType::Customer, id: Some(customer.id), name: customer.name.clone() }
+}
+
+/// A page of a conversation's history; with `owner`, only if that customer owns it.
+pub(crate) async fn message_page(
+    ctx: &ApiContext,
+    account: Uuid,
+    id: Uuid,
+    owner: Option<Uuid>,
+    params: &Params,
+) -> ApiResult<Json<MessagePage>> {
     params.only(&["after", "before", "limit"])?;
     let limit = params.limit()?;
     let window = match (params.int("after", 0)?, params.int("before", 1)?) {
@@ -187,11 +192,11 @@ async fn history(
         (None, Some(before)) => MessageWindow::Before(before),
         (None, None) => MessageWindow::First,
     };
-    let account = caller.account_id;
     let page = ctx
         .store
         .read(move |r| {
-            if r.conversation(account, id)?.is_none() {
+            let visible = r.conversation(account, id)?.filter(|c| owner.is_none_or(|o| c.customer_id == o));
+            if visible.is_none() {
                 return Err(StoreError::not_found("conversation"));
             }
             r.messages(id, window, limit + 1)

@@ -9,6 +9,8 @@ mod groups;
 mod integrations;
 mod log;
 mod messages;
+mod sdk;
+mod signing_keys;
 mod system;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,7 +37,32 @@ pub fn api() -> Api {
     let api = customers::routes(api);
     let api = conversations::routes(api);
     let api = messages::routes(api);
+    let api = signing_keys::routes(api);
+    let api = sdk::routes(api);
+    let api = sockets(api);
     log::routes(api)
+}
+
+pub(crate) use sdk::typing_signal;
+
+fn sockets(api: Api) -> Api {
+    use crate::openapi::{Access, Op};
+    api.route(
+        Op::get("/v1/ws", "WebSocket for agents and admins: subscribe to the log live, typing, presence, unread counts (see docs/websocket.md)")
+            .tag("live")
+            .query("access_token", "the credential, for clients that cannot set headers")
+            .answers_as::<String>(101, "application/json"),
+        axum::routing::get(crate::ws::agent::handler),
+    )
+    .route(
+        Op::get("/v1/sdk/ws", "WebSocket for a customer: their conversations live, typing, unread counts, agent availability")
+            .tag("sdk")
+            .access(Access::AnyKey)
+            .query("access_token", "the session token, for browsers")
+            .query("after", "cursor: resume after it")
+            .answers_as::<String>(101, "application/json"),
+        axum::routing::get(crate::ws::customer::handler),
+    )
 }
 
 pub(crate) fn now() -> Timestamp {

@@ -9,5 +9,7 @@ mod lifecycle;
 mod log;
 mod openapi;
 mod restart;
+mod sdk;
+mod sockets;
 mod stream;
 mod support;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use parley_server::{Config, RunningServer};
 use parley_store::sqlite::Durability;
 use reqwest::{Method, StatusCode};
+
 use serde_json::{json, Value};
 
 pub struct TestServer {
@@ -22,6 +23,8 @@ pub fn config(dir: PathBuf) -> Config {
         data_dir: dir,
         durability: Durability::Normal,
         sse_heartbeat: Duration::from_secs(1),
+        presence_grace: Duration::from_millis(500),
+        ws_outbox: 256,
         ..Config::default()
     }
 }
@@ -291,4 +294,112 @@ impl SseReader {
             assert!(frame.comment, "unexpected event: {}", frame.data);
         }
     }
+}
+
+/// A WebSocket client speaking JSON frames.
+pub struct Socket {
+    pub ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+pub type WsMessage = tokio_tungstenite::tungstenite::Message;
+
+impl Socket {
+    async fn request(
+        srv: &TestServer,
+        path: &str,
+        token: &str,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}{}", srv.base.replace("http://", "ws://"), path);
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        request
+    }
+
+    pub async fn connect(srv: &TestServer, path: &str, token: &str) -> Socket {
+        Self::connect_with_buffer(srv, path, token, None).await
+    }
+
+    /// Connects with a small receive buffer (a client that will stall).
+    pub async fn connect_with_buffer(srv: &TestServer, path: &str, token: &str, recv_buffer: Option<u32>) -> Socket {
+        let request = Self::request(srv, path, token).await;
+        let addr: std::net::SocketAddr = srv.base.trim_start_matches("http://").parse().expect("addr");
+        let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            tcp.set_recv_buffer_size(size).expect("buffer");
+        }
+        let stream = tcp.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("websocket handshake");
+        Socket { ws }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.ws.send(WsMessage::text(frame.to_string())).await.expect("send");
+    }
+
+    /// The next JSON frame, or None after `wait` (or when the socket ends).
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
+            match message {
+                WsMessage::Text(text) => return Some(serde_json::from_str(text.as_str()).expect("JSON frame")),
+                WsMessage::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `kind`, skipping others; panics if none comes in time.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.next(left).await.unwrap_or_else(|| panic!("no `{kind}` frame in time"));
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The next `n` event frames (other frames skipped).
+    pub async fn events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.push(self.expect("event").await);
+        }
+        out
+    }
+
+    /// Frames that arrive within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Some(frame) = self.next(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+            out.push(frame);
+        }
+        out
+    }
+}
+
+/// An SDK session on `integration` (anonymous, or with a JWT); answers (token, customer id).
+pub async fn sdk_session(
+    srv: &TestServer,
+    integration: &str,
+    jwt: Option<&str>,
+    previous: Option<&str>,
+) -> (StatusCode, Value) {
+    let body = match jwt {
+        Some(jwt) => json!({"jwt": jwt}),
+        None => json!({}),
+    };
+    let mut req = srv.http.post(srv.url(&format!("/v1/sdk/{integration}/sessions"))).json(&body);
+    if let Some(previous) = previous {
+        req = req.bearer_auth(previous);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }

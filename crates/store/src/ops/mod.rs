@@ -9,6 +9,7 @@ pub mod customers;
 pub mod groups;
 pub mod integrations;
 pub mod messages;
+pub mod sdk;
 
 use parley_core::event::EventDraft;
 use parley_core::Uuid;

@@ -17,9 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob};
+use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
+use parley_core::integration::SigningKey;
 
 type R<T> = Result<T, StoreError>;
 
@@ -145,6 +146,14 @@ impl<T: HasConn> Reads for T {
 
     fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>> {
         one_doc(self.conn(), "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn integration_by_id(&self, id: Uuid) -> R<Option<(Uuid, Integration)>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT account_id, body FROM integrations WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, doc(r, 1)?)))
+            .optional()?)
     }
 
     fn integrations(&self, account: Uuid, page: &Page) -> R<Vec<Integration>> {
@@ -354,6 +363,28 @@ impl<T: HasConn> Reads for T {
             .optional()?
             .unwrap_or(0))
     }
+
+    fn signing_keys(&self, account: Uuid, integration: Uuid) -> R<Vec<SigningKey>> {
+        docs(
+            self.conn(),
+            "SELECT body FROM signing_keys WHERE account_id = ?1 AND integration_id = ?2 ORDER BY kid",
+            &[&account, &integration],
+        )
+    }
+
+    fn signing_secret(&self, account: Uuid, integration: Uuid, kid: &str) -> R<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT secret FROM signing_keys WHERE account_id = ?1 AND integration_id = ?2 AND kid = ?3",
+            )?
+            .query_row(params![account, integration, kid], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>> {
+        one_doc(self.conn(), "SELECT body FROM sdk_sessions WHERE hash = ?1", &[&hash])
+    }
 }
 
 fn unique_violation(e: &rusqlite::Error) -> bool {
@@ -438,7 +469,8 @@ impl Tx for WriteConn<'_> {
                 "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
                     priority, queued_at, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, assignee_id = excluded.assignee_id,
+                 ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+                    assignee_id = excluded.assignee_id,
                     group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
                     body = excluded.body",
             )?
@@ -583,5 +615,28 @@ impl Tx for WriteConn<'_> {
 
     fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64> {
         Ok(self.db.execute("DELETE FROM schedule WHERE kind = ?1 AND account_id IS ?2", params![kind, account])? as u64)
+    }
+
+    fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()> {
+        self.db.execute(
+            "INSERT INTO signing_keys (integration_id, kid, account_id, secret, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![integration, key.kid, account, secret, to_doc(key)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_signing_key(&mut self, account: Uuid, integration: Uuid, kid: &str) -> R<bool> {
+        Ok(self.db.execute(
+            "DELETE FROM signing_keys WHERE account_id = ?1 AND integration_id = ?2 AND kid = ?3",
+            params![account, integration, kid],
+        )? > 0)
+    }
+
+    fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {
+        self.db.execute(
+            "INSERT INTO sdk_sessions (hash, id, account_id, customer_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash, session.id, session.account_id, session.customer_id, to_doc(session)?],
+        )?;
+        Ok(())
     }
 }

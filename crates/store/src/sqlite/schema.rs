@@ -8,7 +8,8 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE accounts (
@@ -127,7 +128,27 @@ CREATE TABLE schedule (
 );
 CREATE INDEX schedule_due ON schedule (due_at);
 CREATE INDEX schedule_kind ON schedule (kind, account_id);
-"#];
+"#,
+    r#"
+CREATE TABLE signing_keys (
+    integration_id BLOB NOT NULL,
+    kid TEXT NOT NULL,
+    account_id BLOB NOT NULL,
+    secret TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (integration_id, kid)
+) WITHOUT ROWID;
+
+CREATE TABLE sdk_sessions (
+    hash TEXT PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    account_id BLOB NOT NULL,
+    customer_id BLOB NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX sdk_sessions_customer ON sdk_sessions (account_id, customer_id);
+"#,
+];
 
 /// Applies every migration the database has not seen, each in its own transaction.
 pub fn migrate(db: &mut Connection) -> Result<(), StoreError> {

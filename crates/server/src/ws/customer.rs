@@ -1,0 +1,336 @@
+//! `GET /v1/sdk/ws`: a customer's socket. Their own conversations' customer-visible events
+//! (resumable with `?after=`), typing from the business, unread counts, and whether an agent
+//! is available. Connecting logs `customer_joined`, leaving `customer_left`.
+
+use std::collections::HashSet;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use parley_core::agent::{AgentKind, AgentStatus};
+use parley_core::event::EventType;
+use parley_core::message::AuthorType;
+use parley_core::Uuid;
+use parley_store::ops::sdk::customer_presence;
+use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSession, StoreError, StoreExt};
+use serde_json::Value;
+
+use super::{bad_frame, drive, event_frame, frame_type, unread_frame, Close, Outbox, SocketSession};
+use crate::auth::SdkCaller;
+use crate::context::ApiContext;
+use crate::extract::Params;
+use crate::hub::Live;
+
+const CATCH_UP_PAGE: usize = 500;
+
+/// The events a customer sees; the rest (tags, transfers, triggers…) is the business's.
+fn visible(t: EventType) -> bool {
+    use EventType::*;
+    matches!(
+        t,
+        ConversationCreated
+            | ConversationOpened
+            | ConversationStatusChanged
+            | ConversationClosed
+            | ConversationBlocked
+            | MessageReceived
+            | MessageSent
+            | MessageDelivered
+            | MessageRead
+            | MessageFailed
+            | AgentJoined
+            | AgentLeft
+            | BotJoined
+            | BotLeft
+    )
+}
+
+pub struct CustomerSocket {
+    ctx: ApiContext,
+    session: SdkSession,
+    conversations: HashSet<Uuid>,
+    resume: Option<i64>,
+    cursor: i64,
+    available: Option<bool>,
+    device: Value,
+}
+
+pub async fn handler(
+    State(ctx): State<ApiContext>,
+    SdkCaller(session): SdkCaller,
+    params: Params,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let resume = match params.only(&["after"]).and_then(|p| p.one("after")) {
+        Ok(Some(c)) => match crate::cursor::decode_seq("after", c) {
+            Ok(seq) => Some(seq),
+            Err(e) => return e.into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(_) => return super::upgrade_required().into_response(),
+    };
+    let agent =
+        headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect::<String>());
+    let device = serde_json::json!({"session_id": session.id, "user_agent": agent});
+    let config = ctx.sockets;
+    let socket = CustomerSocket {
+        ctx: ctx.clone(),
+        session,
+        conversations: HashSet::new(),
+        resume,
+        cursor: 0,
+        available: None,
+        device,
+    };
+    upgrade.max_message_size(64 * 1024).on_upgrade(move |ws| drive(ws, ctx, config, socket))
+}
+
+/// Is an agent able to answer: online in the group of the customer's newest active
+/// conversation, or anywhere in the account when it has no group.
+fn availability(r: &dyn Reads, session: &SdkSession) -> Result<bool, StoreError> {
+    let filter = ConversationFilter {
+        customer_id: Some(session.customer_id),
+        integration_id: Some(session.integration_id),
+        limit: 50,
+        ..ConversationFilter::default()
+    };
+    let group = r
+        .conversations(session.account_id, &filter)?
+        .into_iter()
+        .find(|c| c.status.is_active())
+        .and_then(|c| c.group_id);
+    let members: Option<HashSet<Uuid>> = match group {
+        Some(g) => r.group(session.account_id, g)?.map(|g| g.member_ids.into_iter().collect()),
+        None => None,
+    };
+    let mut page = Page { after_id: None, limit: 1000 };
+    loop {
+        let agents = r.agents(session.account_id, &page)?;
+        if agents.iter().any(|a| {
+            a.kind == AgentKind::Agent
+                && a.status == AgentStatus::Online
+                && members.as_ref().is_none_or(|m| m.contains(&a.id))
+        }) {
+            return Ok(true);
+        }
+        match agents.last() {
+            Some(last) if agents.len() == page.limit => page.after_id = Some(last.id),
+            _ => return Ok(false),
+        }
+    }
+}
+
+impl CustomerSocket {
+    fn reader(&self) -> ReaderRef {
+        ReaderRef { kind: AuthorType::Customer, id: self.session.customer_id }
+    }
+
+    async fn unread(&self, conversation: Uuid, out: &Outbox, live: bool) -> Result<(), Close> {
+        let reader = self.reader();
+        let count = self
+            .ctx
+            .store
+            .read(move |r| {
+                let position = r.read_position(conversation, reader)?;
+                r.count_unread(conversation, reader, position)
+            })
+            .await
+            .map_err(|_| Close::error("store unavailable"))?;
+        let frame = unread_frame(conversation, count);
+        if live {
+            if out.offer(frame) {
+                Ok(())
+            } else {
+                Err(Close::too_slow(self.cursor))
+            }
+        } else {
+            out.push(frame).await
+        }
+    }
+
+    async fn refresh_availability(&mut self, out: &Outbox) -> Result<(), Close> {
+        let session = self.session.clone();
+        let now = self
+            .ctx
+            .store
+            .read(move |r| availability(r, &session))
+            .await
+            .map_err(|_| Close::error("store unavailable"))?;
+        if self.available != Some(now) {
+            self.available = Some(now);
+            let frame = serde_json::json!({"type": "availability", "agents_available": now}).to_string();
+            if !out.offer(frame) {
+                return Err(Close::too_slow(self.cursor));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SocketSession for CustomerSocket {
+    fn account(&self) -> Uuid {
+        self.session.account_id
+    }
+
+    async fn open(&mut self, out: &Outbox) -> Result<(), Close> {
+        let session = self.session.clone();
+        let (ids, last_seq) = self
+            .ctx
+            .store
+            .read(move |r| {
+                let filter = ConversationFilter {
+                    customer_id: Some(session.customer_id),
+                    integration_id: Some(session.integration_id),
+                    limit: 10_000,
+                    ..ConversationFilter::default()
+                };
+                let ids: Vec<Uuid> = r.conversations(session.account_id, &filter)?.into_iter().map(|c| c.id).collect();
+                Ok((ids, r.last_seq(session.account_id)?))
+            })
+            .await
+            .map_err(|_| Close::error("store unavailable"))?;
+        self.conversations = ids.iter().copied().collect();
+        self.cursor = self.resume.unwrap_or(last_seq);
+        if self.ctx.presence.customer_connected(self.session.account_id, self.session.customer_id) {
+            let (session, device) = (self.session.clone(), self.device.clone());
+            let joined = self.ctx.store.write(move |tx| customer_presence(tx, &session, true, device)).await;
+            if let Err(e) = joined {
+                tracing::warn!(error = %e, "could not log customer_joined");
+            }
+        }
+        let hello = serde_json::json!({
+            "type": "hello",
+            "customer_id": self.session.customer_id,
+            "cursor": crate::cursor::encode_seq(self.cursor),
+        });
+        out.push(hello.to_string()).await?;
+        if self.resume.is_some() && !ids.is_empty() {
+            let account = self.session.account_id;
+            loop {
+                let q = LogQuery {
+                    conversation_ids: ids.clone(),
+                    after: self.cursor,
+                    limit: CATCH_UP_PAGE,
+                    ..LogQuery::default()
+                };
+                let page = self
+                    .ctx
+                    .store
+                    .read(move |r| r.log(account, &q))
+                    .await
+                    .map_err(|_| Close::error("store unavailable"))?;
+                for entry in &page {
+                    if visible(entry.event_type) {
+                        out.push(event_frame(entry.seq, &entry.json)).await?;
+                    }
+                    self.cursor = entry.seq;
+                }
+                if page.len() < CATCH_UP_PAGE {
+                    break;
+                }
+            }
+        }
+        for conversation in ids {
+            self.unread(conversation, out, false).await?;
+        }
+        self.refresh_availability(out).await
+    }
+
+    async fn client(&mut self, frame: Value, out: &Outbox) -> Result<(), Close> {
+        match frame_type(&frame) {
+            "typing" => {
+                let conversation =
+                    frame.get("conversation_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+                let (Some(conversation), Some(typing)) = (conversation, frame.get("typing").and_then(Value::as_bool))
+                else {
+                    bad_frame(out, "typing needs `conversation_id` and `typing` (true or false)");
+                    return Ok(());
+                };
+                if !self.conversations.contains(&conversation) {
+                    bad_frame(out, "no such conversation");
+                    return Ok(());
+                }
+                let (account, customer) = (self.session.account_id, self.session.customer_id);
+                let name = self
+                    .ctx
+                    .store
+                    .read(move |r| r.customer(account, customer))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.name);
+                let signal = crate::routes::typing_signal(conversation, AuthorType::Customer, customer, name, typing);
+                self.ctx.hub.typing(account, signal);
+                Ok(())
+            }
+            "ping" => {
+                out.offer(r#"{"type":"pong"}"#.to_string());
+                Ok(())
+            }
+            other => {
+                bad_frame(out, &format!("unknown frame type `{other}`"));
+                Ok(())
+            }
+        }
+    }
+
+    async fn live(&mut self, live: Live, out: &Outbox) -> Result<(), Close> {
+        match live {
+            Live::Event(entry) => {
+                if entry.event_type == EventType::AgentStatusChanged {
+                    return self.refresh_availability(out).await;
+                }
+                let Some(conversation) = entry.conversation_id else { return Ok(()) };
+                if entry.event_type == EventType::ConversationCreated && !self.conversations.contains(&conversation) {
+                    let event: Value = serde_json::from_str(&entry.json).unwrap_or_default();
+                    if event["data"]["customer"]["id"].as_str() == Some(self.session.customer_id.to_string().as_str()) {
+                        self.conversations.insert(conversation);
+                    }
+                }
+                if entry.seq <= self.cursor || !self.conversations.contains(&conversation) {
+                    return Ok(());
+                }
+                let passed = self.cursor;
+                if visible(entry.event_type) && !out.offer(event_frame(entry.seq, &entry.json)) {
+                    return Err(Close::too_slow(passed));
+                }
+                self.cursor = entry.seq;
+                if matches!(
+                    entry.event_type,
+                    EventType::MessageReceived | EventType::MessageSent | EventType::MessageRead
+                ) {
+                    self.unread(conversation, out, true).await?;
+                }
+                Ok(())
+            }
+            Live::Typing(typing) => {
+                if typing.author != AuthorType::Customer
+                    && self.conversations.contains(&typing.conversation_id)
+                    && !out.offer(typing.frame.clone())
+                {
+                    return Err(Close::too_slow(self.cursor));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    async fn closed(self) {
+        if self.ctx.presence.customer_disconnected(self.session.account_id, self.session.customer_id) {
+            let (session, device) = (self.session.clone(), self.device.clone());
+            if let Err(e) = self.ctx.store.write(move |tx| customer_presence(tx, &session, false, device)).await {
+                tracing::warn!(error = %e, "could not log customer_left");
+            }
+        }
+    }
+}
