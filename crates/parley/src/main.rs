@@ -86,6 +86,15 @@ struct ServeArgs {
     /// Seconds between heartbeat comments on idle SSE streams.
     #[arg(long, env = "PARLEY_SSE_HEARTBEAT_SECS", default_value_t = 15)]
     sse_heartbeat_secs: u64,
+    /// Seconds between WebSocket pings; a peer silent for two intervals is dropped.
+    #[arg(long, env = "PARLEY_WS_PING_SECS", default_value_t = 20)]
+    ws_ping_secs: u64,
+    /// Frames queued for one WebSocket before it is closed as too slow.
+    #[arg(long, env = "PARLEY_WS_OUTBOX", default_value_t = 1024)]
+    ws_outbox: usize,
+    /// Seconds an agent may have no live connection before becoming offline.
+    #[arg(long, env = "PARLEY_PRESENCE_GRACE_SECS", default_value_t = 60)]
+    presence_grace_secs: u64,
 }
 
 impl DataArgs {
@@ -111,6 +120,9 @@ impl ServeArgs {
         config.limits.messages_per_conversation = self.max_messages_per_conversation;
         config.limits.integrations_per_account = self.max_integrations;
         config.sse_heartbeat = std::time::Duration::from_secs(self.sse_heartbeat_secs.max(1));
+        config.ws_ping = std::time::Duration::from_secs(self.ws_ping_secs.max(1));
+        config.ws_outbox = self.ws_outbox.max(16);
+        config.presence_grace = std::time::Duration::from_secs(self.presence_grace_secs);
         config
     }
 }

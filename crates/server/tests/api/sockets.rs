@@ -291,3 +291,41 @@ async fn sockets_refuse_bad_credentials_and_bad_frames_clearly() {
     socket.send(json!({"type": "ping"})).await;
     socket.expect("pong").await;
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_by_the_heartbeat_and_its_agent_goes_offline() {
+    let srv = TestServer::start_with(|c| c.ws_ping = Duration::from_millis(200)).await;
+    let scene = Scene::new(&srv).await;
+    scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "online"}))).await;
+    // Connected, then silent: it never reads, so it never answers a ping.
+    let _silent = Socket::connect(&srv, "/v1/ws", &scene.agent_key).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, agent) = scene.admin(Method::GET, &format!("/v1/agents/{}", scene.agent), None).await;
+        if agent["status"] == "offline" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the silent connection was never dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_customer_socket_carries_only_that_customers_conversations() {
+    let srv = TestServer::start().await;
+    let (scene, token, c) = live_scene(&srv).await;
+    let (_, other) = sdk_session(&srv, &scene.integration, None, None).await;
+    let other = other["session_token"].as_str().expect("token").to_string();
+    let mut snoop = Socket::connect(&srv, "/v1/sdk/ws", &other).await;
+    snoop.expect("hello").await;
+    snoop.send(json!({"type": "typing", "conversation_id": c, "typing": true})).await;
+    assert_eq!(snoop.expect("error").await["code"], "invalid_frame");
+    customer_says(&srv, &token, &c, "private").await;
+    scene.agent_says(&c, "private answer").await;
+    let frames = snoop.drain(Duration::from_millis(600)).await;
+    assert!(frames.iter().all(|f| f["type"] != "event" && f["type"] != "typing"), "{frames:?}");
+    // Resuming from the very start shows nothing of the other customer either.
+    let mut resumed = Socket::connect(&srv, "/v1/sdk/ws?after=czow", &other).await;
+    let frames = resumed.drain(Duration::from_millis(600)).await;
+    assert!(frames.iter().all(|f| f["type"] != "event"), "{frames:?}");
+}
