@@ -133,6 +133,23 @@ impl AgentSocket {
         out.push(serde_json::json!({"type": "subscribed", "cursor": cursor}).to_string()).await
     }
 
+    async fn typing(&self, conversation: Uuid, typing: bool, out: &Outbox) -> Result<(), Close> {
+        let Some(agent) = self.caller.agent.clone() else {
+            bad_frame(out, "only a key that acts as an agent types");
+            return Ok(());
+        };
+        let account = self.caller.account_id;
+        let exists = self.ctx.store.read(move |r| r.conversation(account, conversation)).await.ok().flatten();
+        if exists.is_none() {
+            bad_frame(out, "no such conversation");
+            return Ok(());
+        }
+        let kind = crate::routes::participant_kind(agent.kind);
+        let signal = crate::routes::typing_signal(conversation, kind, agent.id, Some(agent.name), typing);
+        self.ctx.hub.typing(account, signal);
+        Ok(())
+    }
+
     async fn unread(&self, conversation: Uuid, out: &Outbox) -> Result<(), Close> {
         let Some(agent) = &self.caller.agent else { return Ok(()) };
         let reader = ReaderRef { kind: crate::routes::participant_kind(agent.kind), id: agent.id };
@@ -174,37 +191,10 @@ impl SocketSession for AgentSocket {
                 self.query = None;
                 Ok(())
             }
-            "typing" => {
-                let Some(agent) = self.caller.agent.clone() else {
-                    bad_frame(out, "only a key that acts as an agent types");
-                    return Ok(());
-                };
-                let conversation =
-                    frame.get("conversation_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
-                let (Some(conversation), Some(typing)) = (conversation, frame.get("typing").and_then(Value::as_bool))
-                else {
-                    bad_frame(out, "typing needs `conversation_id` and `typing` (true or false)");
-                    return Ok(());
-                };
-                let account = self.caller.account_id;
-                let exists = self.ctx.store.read(move |r| r.conversation(account, conversation)).await.ok().flatten();
-                if exists.is_none() {
-                    bad_frame(out, "no such conversation");
-                    return Ok(());
-                }
-                let kind = crate::routes::participant_kind(agent.kind);
-                let signal = crate::routes::typing_signal(conversation, kind, agent.id, Some(agent.name), typing);
-                self.ctx.hub.typing(account, signal);
-                Ok(())
-            }
-            "ping" => {
-                out.offer(r#"{"type":"pong"}"#.to_string());
-                Ok(())
-            }
-            other => {
-                bad_frame(out, &format!("unknown frame type `{other}`"));
-                Ok(())
-            }
+            _ => match super::common_frame(&frame, out) {
+                Some((conversation, typing)) => self.typing(conversation, typing, out).await,
+                None => Ok(()),
+            },
         }
     }
 

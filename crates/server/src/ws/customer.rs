@@ -16,7 +16,7 @@ use parley_store::ops::sdk::customer_presence;
 use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSession, StoreError, StoreExt};
 use serde_json::Value;
 
-use super::{bad_frame, drive, event_frame, frame_type, unread_frame, Close, Outbox, SocketSession};
+use super::{bad_frame, drive, event_frame, unread_frame, Close, Outbox, SocketSession};
 use crate::auth::SdkCaller;
 use crate::context::ApiContext;
 use crate::extract::Params;
@@ -243,41 +243,17 @@ impl SocketSession for CustomerSocket {
     }
 
     async fn client(&mut self, frame: Value, out: &Outbox) -> Result<(), Close> {
-        match frame_type(&frame) {
-            "typing" => {
-                let conversation =
-                    frame.get("conversation_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
-                let (Some(conversation), Some(typing)) = (conversation, frame.get("typing").and_then(Value::as_bool))
-                else {
-                    bad_frame(out, "typing needs `conversation_id` and `typing` (true or false)");
-                    return Ok(());
-                };
-                if !self.conversations.contains(&conversation) {
-                    bad_frame(out, "no such conversation");
-                    return Ok(());
-                }
-                let (account, customer) = (self.session.account_id, self.session.customer_id);
-                let name = self
-                    .ctx
-                    .store
-                    .read(move |r| r.customer(account, customer))
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|c| c.name);
-                let signal = crate::routes::typing_signal(conversation, AuthorType::Customer, customer, name, typing);
-                self.ctx.hub.typing(account, signal);
-                Ok(())
-            }
-            "ping" => {
-                out.offer(r#"{"type":"pong"}"#.to_string());
-                Ok(())
-            }
-            other => {
-                bad_frame(out, &format!("unknown frame type `{other}`"));
-                Ok(())
-            }
+        let Some((conversation, typing)) = super::common_frame(&frame, out) else { return Ok(()) };
+        if !self.conversations.contains(&conversation) {
+            bad_frame(out, "no such conversation");
+            return Ok(());
         }
+        let (account, customer) = (self.session.account_id, self.session.customer_id);
+        let name =
+            self.ctx.store.read(move |r| r.customer(account, customer)).await.ok().flatten().and_then(|c| c.name);
+        let signal = crate::routes::typing_signal(conversation, AuthorType::Customer, customer, name, typing);
+        self.ctx.hub.typing(account, signal);
+        Ok(())
     }
 
     async fn live(&mut self, live: Live, out: &Outbox) -> Result<(), Close> {

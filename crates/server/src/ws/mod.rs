@@ -201,6 +201,32 @@ pub fn frame_type(frame: &Value) -> &str {
     frame.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
+/// Frames both sockets treat alike: answers `ping`, refuses unknown types, and parses
+/// `typing`, handing back `(conversation, typing)` for the socket to authorise.
+pub fn common_frame(frame: &Value, out: &Outbox) -> Option<(Uuid, bool)> {
+    match frame_type(frame) {
+        "typing" => {
+            let conversation =
+                frame.get("conversation_id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+            match (conversation, frame.get("typing").and_then(Value::as_bool)) {
+                (Some(conversation), Some(typing)) => Some((conversation, typing)),
+                _ => {
+                    bad_frame(out, "typing needs `conversation_id` and `typing` (true or false)");
+                    None
+                }
+            }
+        }
+        "ping" => {
+            out.offer(r#"{"type":"pong"}"#.to_string());
+            None
+        }
+        other => {
+            bad_frame(out, &format!("unknown frame type `{other}`"));
+            None
+        }
+    }
+}
+
 pub fn bad_frame(out: &Outbox, detail: &str) {
     out.offer(error_frame("invalid_frame", detail));
 }
