@@ -52,3 +52,9 @@ impl StoreError {
         StoreError::Domain(DomainError::NotFound { resource })
     }
 }
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}

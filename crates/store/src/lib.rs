@@ -9,6 +9,7 @@
 pub mod error;
 pub mod model;
 pub mod ops;
+pub mod postgres;
 pub mod sqlite;
 mod store;
 mod tx;

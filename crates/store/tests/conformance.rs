@@ -32,8 +32,27 @@ impl Backend for Sqlite {
     }
 }
 
+struct Postgres(String);
+
+impl Backend for Postgres {
+    fn open(&self, sink: CommitSink) -> Arc<dyn Store> {
+        Arc::new(parley_store::postgres::PgStore::open(&self.0, sink).expect("the PostgreSQL store opens"))
+    }
+}
+
+/// SQLite always; PostgreSQL when `PARLEY_TEST_POSTGRES_URL` names a server (then it must work).
 fn backends() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(Sqlite(tempfile::tempdir().expect("tempdir")))]
+    let mut all: Vec<Box<dyn Backend>> = vec![Box::new(Sqlite(tempfile::tempdir().expect("tempdir")))];
+    match std::env::var("PARLEY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("conformance_{}", Uuid::now_v7().simple());
+            let url = parley_store::postgres::url_with_new_schema(&url, &schema)
+                .unwrap_or_else(|e| panic!("PARLEY_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"));
+            all.push(Box::new(Postgres(url)));
+        }
+        _ => eprintln!("PARLEY_TEST_POSTGRES_URL is not set: the PostgreSQL backend is skipped"),
+    }
+    all
 }
 
 fn quiet() -> CommitSink {

@@ -1,0 +1,653 @@
+//! `Reads` and `Tx` over one PostgreSQL connection.
+//!
+//! A write command takes its account's row lock (`SELECT … FOR UPDATE`) the first time it
+//! touches the account: writes of one account are serialised across every node, so a command
+//! decides on current state and `seq` is given out in commit order.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parley_core::account::{Account, ApiKey};
+use parley_core::agent::Agent;
+use parley_core::conversation::Conversation;
+use parley_core::customer::Customer;
+use parley_core::event::{Event, EventDraft, EventType};
+use parley_core::group::Group;
+use parley_core::integration::{Integration, SigningKey};
+use parley_core::message::Message;
+use parley_core::{Timestamp, Uuid};
+use postgres::types::ToSql;
+use postgres::{Client, Row, Statement};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
+use crate::tx::{Reads, Tx};
+use crate::StoreError;
+
+type R<T> = Result<T, StoreError>;
+type Arg<'a> = &'a (dyn ToSql + Sync);
+
+/// A connection with its prepared statements.
+pub(crate) struct PgClient {
+    pub client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgClient {
+    pub fn new(client: Client) -> Self {
+        PgClient { client, statements: HashMap::new() }
+    }
+
+    fn statement(&mut self, sql: &str) -> R<Statement> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+pub(crate) struct PgConn<'a> {
+    db: RefCell<&'a mut PgClient>,
+    /// Inside a write transaction: lock accounts on first touch, stamp events.
+    writing: bool,
+    locked: RefCell<Vec<Uuid>>,
+    pub now: Timestamp,
+    pub appended: Vec<LogEntry>,
+}
+
+impl<'a> PgConn<'a> {
+    pub fn reader(db: &'a mut PgClient) -> Self {
+        PgConn { db: RefCell::new(db), writing: false, locked: RefCell::default(), now: Timestamp::default(), appended: Vec::new() }
+    }
+
+    pub fn writer(db: &'a mut PgClient, now: Timestamp) -> Self {
+        PgConn { db: RefCell::new(db), writing: true, locked: RefCell::default(), now, appended: Vec::new() }
+    }
+
+    fn rows(&self, sql: &str, args: &[Arg]) -> R<Vec<Row>> {
+        let mut db = self.db.borrow_mut();
+        let st = db.statement(sql)?;
+        Ok(db.client.query(&st, args)?)
+    }
+
+    fn exec(&self, sql: &str, args: &[Arg]) -> R<u64> {
+        let mut db = self.db.borrow_mut();
+        let st = db.statement(sql)?;
+        Ok(db.client.execute(&st, args)?)
+    }
+
+    /// Serialises this command with every other write of `account`, on any node.
+    fn guard(&self, account: Uuid) -> R<()> {
+        if !self.writing || self.locked.borrow().contains(&account) {
+            return Ok(());
+        }
+        self.rows("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&account])?;
+        self.locked.borrow_mut().push(account);
+        Ok(())
+    }
+
+    fn one_doc<T: DeserializeOwned>(&self, sql: &str, args: &[Arg]) -> R<Option<T>> {
+        match self.rows(sql, args)?.first() {
+            Some(row) => Ok(Some(from_doc(row, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn docs<T: DeserializeOwned>(&self, sql: &str, args: &[Arg]) -> R<Vec<T>> {
+        self.rows(sql, args)?.iter().map(|row| from_doc(row, 0)).collect()
+    }
+
+    fn scalar<T: for<'r> postgres::types::FromSql<'r>>(&self, sql: &str, args: &[Arg]) -> R<Option<T>> {
+        match self.rows(sql, args)?.first() {
+            Some(row) => Ok(Some(row.try_get(0)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn page_of<T: DeserializeOwned>(&self, table: &str, account: Uuid, page: &Page) -> R<Vec<T>> {
+        self.guard(account)?;
+        let sql = format!(
+            "SELECT body FROM {table} WHERE account_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        self.docs(&sql, &[&account, &page.after_id, &(page.limit as i64)])
+    }
+}
+
+fn from_doc<T: DeserializeOwned>(row: &Row, idx: usize) -> R<T> {
+    let text: String = row.try_get(idx)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn to_doc<T: Serialize>(value: &T) -> R<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend(msg) if msg.contains("duplicate key"))
+}
+
+fn duplicate(result: R<u64>, field: &'static str, detail: &str) -> R<()> {
+    match result {
+        Err(e) if unique_violation(&e) => Err(StoreError::Duplicate { field, detail: detail.to_string() }),
+        other => other.map(|_| ()),
+    }
+}
+
+fn log_entry(row: &Row) -> R<LogEntry> {
+    let type_name: String = row.try_get(2)?;
+    let event_type =
+        EventType::parse(&type_name).ok_or_else(|| StoreError::Backend(format!("unknown event type {type_name}")))?;
+    let json: String = row.try_get(5)?;
+    Ok(LogEntry {
+        account_id: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        event_type,
+        conversation_id: row.try_get(3)?,
+        occurred_at: Timestamp::from_millis(row.try_get(4)?),
+        json: Arc::from(json),
+    })
+}
+
+impl Reads for PgConn<'_> {
+    fn setting(&self, key: &str) -> R<Option<String>> {
+        self.scalar("SELECT value FROM settings WHERE key = $1", &[&key])
+    }
+
+    fn account(&self, id: Uuid) -> R<Option<Account>> {
+        self.one_doc("SELECT body FROM accounts WHERE id = $1", &[&id])
+    }
+
+    fn api_key_by_hash(&self, hash: &str) -> R<Option<(Uuid, ApiKey)>> {
+        match self.rows("SELECT account_id, body FROM api_keys WHERE hash = $1", &[&hash])?.first() {
+            Some(row) => Ok(Some((row.try_get(0)?, from_doc(row, 1)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn api_keys(&self, account: Uuid, page: &Page) -> R<Vec<ApiKey>> {
+        self.page_of("api_keys", account, page)
+    }
+
+    fn agent(&self, account: Uuid, id: Uuid) -> R<Option<Agent>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM agents WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn agents(&self, account: Uuid, page: &Page) -> R<Vec<Agent>> {
+        self.page_of("agents", account, page)
+    }
+
+    fn group(&self, account: Uuid, id: Uuid) -> R<Option<Group>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM groups WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn groups(&self, account: Uuid, page: &Page) -> R<Vec<Group>> {
+        self.page_of("groups", account, page)
+    }
+
+    fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM integrations WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn integration_by_id(&self, id: Uuid) -> R<Option<(Uuid, Integration)>> {
+        match self.rows("SELECT account_id, body FROM integrations WHERE id = $1", &[&id])?.first() {
+            Some(row) => Ok(Some((row.try_get(0)?, from_doc(row, 1)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn integrations(&self, account: Uuid, page: &Page) -> R<Vec<Integration>> {
+        self.page_of("integrations", account, page)
+    }
+
+    fn count_integrations(&self, account: Uuid) -> R<i64> {
+        self.guard(account)?;
+        Ok(self
+            .scalar("SELECT COUNT(*) FROM integrations WHERE account_id = $1 AND NOT deleted", &[&account])?
+            .unwrap_or(0))
+    }
+
+    fn customer(&self, account: Uuid, id: Uuid) -> R<Option<Customer>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM customers WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn customer_by_external_id(&self, account: Uuid, external_id: &str) -> R<Option<Customer>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM customers WHERE account_id = $1 AND external_id = $2", &[&account, &external_id])
+    }
+
+    fn customers(&self, account: Uuid, page: &Page) -> R<Vec<Customer>> {
+        self.page_of("customers", account, page)
+    }
+
+    fn conversation(&self, account: Uuid, id: Uuid) -> R<Option<Conversation>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM conversations WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
+        self.guard(account)?;
+        let status = f.status.map(|s| s.as_str());
+        let limit = f.limit as i64;
+        let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = $1");
+        let mut args: Vec<Arg> = vec![&account];
+        let filter = |sql: &mut String, args: &mut Vec<Arg>, clause: &str| {
+            sql.push_str(&clause.replace('?', &format!("${}", args.len() + 1)));
+        };
+        if let Some(s) = &status {
+            filter(&mut sql, &mut args, " AND c.status = ?");
+            args.push(s);
+        }
+        if let Some(a) = &f.assignee_id {
+            filter(&mut sql, &mut args, " AND c.assignee_id = ?");
+            args.push(a);
+        }
+        if let Some(g) = &f.group_id {
+            filter(&mut sql, &mut args, " AND c.group_id = ?");
+            args.push(g);
+        }
+        if let Some(c) = &f.customer_id {
+            filter(&mut sql, &mut args, " AND c.customer_id = ?");
+            args.push(c);
+        }
+        if let Some(i) = &f.integration_id {
+            filter(&mut sql, &mut args, " AND c.integration_id = ?");
+            args.push(i);
+        }
+        if let Some(t) = &f.tag {
+            filter(&mut sql, &mut args, " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)");
+            args.push(t);
+        }
+        if let Some(b) = &f.before_id {
+            filter(&mut sql, &mut args, " AND c.id < ?");
+            args.push(b);
+        }
+        filter(&mut sql, &mut args, " ORDER BY c.id DESC LIMIT ?");
+        args.push(&limit);
+        self.docs(&sql, &args)
+    }
+
+    fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
+        self.guard(account)?;
+        let queued = c.queued_at.unwrap_or(c.created_at).millis();
+        let ahead: i64 = self
+            .scalar(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = $1 AND group_id IS NOT DISTINCT FROM $2
+                 AND status = 'open' AND assignee_id IS NULL AND id != $3
+                 AND (priority > $4 OR (priority = $4 AND (queued_at < $5 OR (queued_at = $5 AND id < $3))))",
+                &[&account, &c.group_id, &c.id, &c.priority, &queued],
+            )?
+            .unwrap_or(0);
+        Ok(ahead + 1)
+    }
+
+    fn latest_conversation(&self, account: Uuid, customer: Uuid, integration: Uuid) -> R<Option<Conversation>> {
+        self.guard(account)?;
+        self.one_doc(
+            "SELECT body FROM conversations WHERE account_id = $1 AND customer_id = $2 AND integration_id = $3
+             ORDER BY id DESC LIMIT 1",
+            &[&account, &customer, &integration],
+        )
+    }
+
+    fn message(&self, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
+        self.one_doc("SELECT body FROM messages WHERE id = $1 AND conversation_id = $2", &[&id, &conversation])
+    }
+
+    fn message_by_client_id(&self, conversation: Uuid, client_message_id: &str) -> R<Option<Message>> {
+        self.one_doc(
+            "SELECT body FROM messages WHERE conversation_id = $1 AND client_message_id = $2",
+            &[&conversation, &client_message_id],
+        )
+    }
+
+    fn messages(&self, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
+        let limit = limit as i64;
+        match window {
+            MessageWindow::First => self.docs(
+                "SELECT body FROM messages WHERE conversation_id = $1 ORDER BY seq LIMIT $2",
+                &[&conversation, &limit],
+            ),
+            MessageWindow::After(seq) => self.docs(
+                "SELECT body FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&conversation, &seq, &limit],
+            ),
+            MessageWindow::Before(seq) => {
+                let mut page: Vec<Message> = self.docs(
+                    "SELECT body FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                    &[&conversation, &seq, &limit],
+                )?;
+                page.reverse();
+                Ok(page)
+            }
+        }
+    }
+
+    fn read_position(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
+        Ok(self
+            .scalar(
+                "SELECT seq FROM read_positions WHERE conversation_id = $1 AND reader_type = $2 AND reader_id = $3",
+                &[&conversation, &reader.kind.as_str(), &reader.id],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64> {
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2
+                 AND NOT (author_type = $3 AND author_id IS NOT DISTINCT FROM $4)",
+                &[&conversation, &after_seq, &reader.kind.as_str(), &reader.id],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
+        let since = q.since.map(Timestamp::millis);
+        let until = q.until.map(Timestamp::millis);
+        let types: Vec<String> = q.types.iter().map(|t| t.as_str().to_string()).collect();
+        let limit = q.limit as i64;
+        let mut sql = String::from(
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events WHERE account_id = $1 AND seq > $2",
+        );
+        let mut args: Vec<Arg> = vec![&account, &q.after];
+        if !q.conversation_ids.is_empty() {
+            sql.push_str(&format!(" AND conversation_id = ANY(${})", args.len() + 1));
+            args.push(&q.conversation_ids);
+        }
+        if let Some(s) = &since {
+            sql.push_str(&format!(" AND occurred_at >= ${}", args.len() + 1));
+            args.push(s);
+        }
+        if let Some(u) = &until {
+            sql.push_str(&format!(" AND occurred_at < ${}", args.len() + 1));
+            args.push(u);
+        }
+        if !types.is_empty() {
+            sql.push_str(&format!(" AND type = ANY(${})", args.len() + 1));
+            args.push(&types);
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", args.len() + 1));
+        args.push(&limit);
+        self.rows(&sql, &args)?.iter().map(log_entry).collect()
+    }
+
+    fn last_seq(&self, account: Uuid) -> R<i64> {
+        Ok(self.scalar("SELECT last_seq FROM accounts WHERE id = $1", &[&account])?.unwrap_or(0))
+    }
+
+    fn cursor(&self, consumer: &str, account: Uuid) -> R<i64> {
+        Ok(self
+            .scalar("SELECT position FROM consumer_cursors WHERE consumer = $1 AND account_id = $2", &[&consumer, &account])?
+            .unwrap_or(0))
+    }
+
+    fn signing_keys(&self, account: Uuid, integration: Uuid) -> R<Vec<SigningKey>> {
+        self.guard(account)?;
+        self.docs(
+            "SELECT body FROM signing_keys WHERE account_id = $1 AND integration_id = $2 ORDER BY kid",
+            &[&account, &integration],
+        )
+    }
+
+    fn signing_secret(&self, account: Uuid, integration: Uuid, kid: &str) -> R<Option<String>> {
+        self.scalar(
+            "SELECT secret FROM signing_keys WHERE account_id = $1 AND integration_id = $2 AND kid = $3",
+            &[&account, &integration, &kid],
+        )
+    }
+
+    fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>> {
+        self.one_doc("SELECT body FROM sdk_sessions WHERE hash = $1", &[&hash])
+    }
+}
+
+impl Tx for PgConn<'_> {
+    fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> R<()> {
+        self.exec(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn insert_account(&mut self, account: &Account) -> R<()> {
+        self.exec("INSERT INTO accounts (id, body) VALUES ($1, $2)", &[&account.id, &to_doc(account)?])?;
+        self.guard(account.id)
+    }
+
+    fn insert_api_key(&mut self, account: Uuid, key: &ApiKey, hash: &str) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO api_keys (id, account_id, hash, body) VALUES ($1, $2, $3, $4)",
+            &[&key.id, &account, &hash, &to_doc(key)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_api_key(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        self.guard(account)?;
+        Ok(self.exec("DELETE FROM api_keys WHERE id = $1 AND account_id = $2", &[&id, &account])? > 0)
+    }
+
+    fn put_agent(&mut self, account: Uuid, agent: &Agent) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO agents (id, account_id, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            &[&agent.id, &account, &to_doc(agent)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_group(&mut self, account: Uuid, group: &Group) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO groups (id, account_id, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            &[&group.id, &account, &to_doc(group)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_integration(&mut self, account: Uuid, i: &Integration) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO integrations (id, account_id, deleted, body) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, body = excluded.body",
+            &[&i.id, &account, &i.is_deleted(), &to_doc(i)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_customer(&mut self, account: Uuid, c: &Customer) -> R<()> {
+        self.guard(account)?;
+        let result = self.exec(
+            "INSERT INTO customers (id, account_id, external_id, body) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id, body = excluded.body",
+            &[&c.id, &account, &c.external_id, &to_doc(c)?],
+        );
+        duplicate(result, "external_id", "another customer of this account has this external_id")
+    }
+
+    fn put_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
+        self.guard(account)?;
+        let queued = c.queued_at.map(Timestamp::millis);
+        self.exec(
+            "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
+                priority, queued_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+                assignee_id = excluded.assignee_id, group_id = excluded.group_id, priority = excluded.priority,
+                queued_at = excluded.queued_at, body = excluded.body",
+            &[
+                &c.id,
+                &account,
+                &c.integration_id,
+                &c.customer_id,
+                &c.status.as_str(),
+                &c.assignee.map(|a| a.id),
+                &c.group_id,
+                &c.priority,
+                &queued,
+                &to_doc(c)?,
+            ],
+        )?;
+        self.exec("DELETE FROM conversation_tags WHERE conversation_id = $1", &[&c.id])?;
+        for tag in &c.tags {
+            self.exec(
+                "INSERT INTO conversation_tags (conversation_id, account_id, tag) VALUES ($1, $2, $3)",
+                &[&c.id, &account, tag],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn insert_message(&mut self, account: Uuid, m: &Message) -> R<()> {
+        self.guard(account)?;
+        let result = self.exec(
+            "INSERT INTO messages (conversation_id, seq, id, account_id, author_type, author_id, client_message_id, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &m.conversation_id,
+                &m.seq,
+                &m.id,
+                &account,
+                &m.author.author_type.as_str(),
+                &m.author.id,
+                &m.client_message_id,
+                &to_doc(m)?,
+            ],
+        );
+        duplicate(result, "client_message_id", "a message with this client_message_id already exists")
+    }
+
+    fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool> {
+        let changed = self.exec(
+            "INSERT INTO read_positions (conversation_id, reader_type, reader_id, seq) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (conversation_id, reader_type, reader_id) DO UPDATE SET seq = excluded.seq
+             WHERE excluded.seq > read_positions.seq",
+            &[&conversation, &reader.kind.as_str(), &reader.id, &seq],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn append(&mut self, account: Uuid, draft: EventDraft) -> R<Event> {
+        self.guard(account)?;
+        let now = self.now.millis();
+        let rows = self.rows(
+            "UPDATE accounts SET last_seq = last_seq + 1, last_at = GREATEST(last_at, $2) WHERE id = $1
+             RETURNING last_seq, last_at",
+            &[&account, &now],
+        )?;
+        let row = rows.first().ok_or_else(|| StoreError::not_found("account"))?;
+        let (seq, at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let event = Event::stamp(draft, Uuid::now_v7(), seq, account, Timestamp::from_millis(at));
+        let json: Arc<str> = Arc::from(serde_json::to_string(&event)?);
+        self.exec(
+            "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&account, &seq, &event.id, &event.event_type.as_str(), &at, &event.conversation_id, &&*json],
+        )?;
+        self.appended.push(LogEntry {
+            account_id: account,
+            seq,
+            event_type: event.event_type,
+            conversation_id: event.conversation_id,
+            occurred_at: event.occurred_at,
+            json,
+        });
+        Ok(event)
+    }
+
+    fn advance_cursor(&mut self, consumer: &str, account: Uuid, position: i64) -> R<()> {
+        self.exec(
+            "INSERT INTO consumer_cursors (consumer, account_id, position) VALUES ($1, $2, $3)
+             ON CONFLICT (consumer, account_id) DO UPDATE SET position = excluded.position
+             WHERE excluded.position > consumer_cursors.position",
+            &[&consumer, &account, &position],
+        )?;
+        Ok(())
+    }
+
+    fn schedule(&mut self, account: Option<Uuid>, kind: &str, due_at: Timestamp, payload: &Value) -> R<Uuid> {
+        let id = Uuid::now_v7();
+        self.exec(
+            "INSERT INTO schedule (id, account_id, kind, due_at, payload) VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &account, &kind, &due_at.millis(), &payload.to_string()],
+        )?;
+        Ok(id)
+    }
+
+    fn claim_due(&mut self, now: Timestamp, limit: usize, lease_secs: i64) -> R<Vec<ScheduledJob>> {
+        // SKIP LOCKED: several nodes claim at once, each job goes to one of them.
+        let rows = self.rows(
+            "UPDATE schedule SET lease_until = $2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM schedule WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+                          ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, account_id, kind, due_at, payload, attempts",
+            &[&now.millis(), &now.plus_secs(lease_secs).millis(), &(limit as i64)],
+        )?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                let payload: String = r.try_get(4)?;
+                Ok(ScheduledJob {
+                    id: r.try_get(0)?,
+                    account_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    due_at: Timestamp::from_millis(r.try_get(3)?),
+                    payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                    attempts: r.try_get(5)?,
+                })
+            })
+            .collect::<R<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (j.due_at, j.id));
+        Ok(jobs)
+    }
+
+    fn complete_job(&mut self, id: Uuid) -> R<bool> {
+        Ok(self.exec("DELETE FROM schedule WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64> {
+        self.exec("DELETE FROM schedule WHERE kind = $1 AND account_id IS NOT DISTINCT FROM $2", &[&kind, &account])
+    }
+
+    fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO signing_keys (integration_id, kid, account_id, secret, body) VALUES ($1, $2, $3, $4, $5)",
+            &[&integration, &key.kid, &account, &secret, &to_doc(key)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_signing_key(&mut self, account: Uuid, integration: Uuid, kid: &str) -> R<bool> {
+        self.guard(account)?;
+        Ok(self.exec(
+            "DELETE FROM signing_keys WHERE account_id = $1 AND integration_id = $2 AND kid = $3",
+            &[&account, &integration, &kid],
+        )? > 0)
+    }
+
+    fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {
+        self.guard(session.account_id)?;
+        self.exec(
+            "INSERT INTO sdk_sessions (hash, id, account_id, customer_id, body) VALUES ($1, $2, $3, $4, $5)",
+            &[&hash, &session.id, &session.account_id, &session.customer_id, &to_doc(session)?],
+        )?;
+        Ok(())
+    }
+}
+
