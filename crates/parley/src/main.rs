@@ -50,6 +50,10 @@ struct DataArgs {
     /// Where the embedded database lives.
     #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data")]
     data_dir: PathBuf,
+    /// `postgres://user@host/db` to share a PostgreSQL database between nodes; default: the
+    /// embedded SQLite in the data directory.
+    #[arg(long, env = "PARLEY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// `full`: fsync every commit (survives power loss); `normal`: fsync at checkpoints.
     #[arg(long, env = "PARLEY_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
@@ -68,6 +72,9 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataArgs,
+    /// `nats://host:4222` to fan live events out across several nodes.
+    #[arg(long, env = "PARLEY_NATS_URL")]
+    nats_url: Option<String>,
     /// A server admin token to accept besides the one stored by `parley init`.
     #[arg(long, env = "PARLEY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -101,6 +108,7 @@ impl DataArgs {
     fn config(&self) -> Config {
         Config {
             data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
             durability: match self.durability {
                 DurabilityArg::Full => Durability::Full,
                 DurabilityArg::Normal => Durability::Normal,
@@ -115,6 +123,7 @@ impl ServeArgs {
         let mut config = self.data.config();
         config.listen = self.listen;
         config.admin_token = self.admin_token.clone();
+        config.nats_url = self.nats_url.clone();
         config.body_limit = self.body_limit;
         config.limits.text_chars = self.max_text_chars;
         config.limits.messages_per_conversation = self.max_messages_per_conversation;

@@ -11,6 +11,11 @@ use parley_store::sqlite::Durability;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://…` to share one PostgreSQL database between nodes; none: embedded SQLite in
+    /// `data_dir`.
+    pub database_url: Option<String>,
+    /// `nats://…` to fan live events out across nodes; none: this process only.
+    pub nats_url: Option<String>,
     /// A server admin token given by the operator, accepted beside the one `parley init` made.
     pub admin_token: Option<String>,
     /// The largest request body accepted (bytes); larger ones get `413`.
@@ -32,6 +37,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("parley-data"),
+            database_url: None,
+            nats_url: None,
             admin_token: None,
             body_limit: 1024 * 1024,
             limits: Limits::default(),

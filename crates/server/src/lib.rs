@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod presence;
 mod routes;
 pub mod server;
+pub mod tail;
 pub mod ws;
 
 pub use config::Config;

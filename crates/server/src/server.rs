@@ -27,8 +27,19 @@ pub fn open_store(config: &Config, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Resu
         metrics.commit_batches.fetch_add(1, Ordering::Relaxed);
         hub.publish(entries);
     });
-    let store = SqliteStore::open(SqliteConfig { path: config.database_path(), durability: config.durability }, sink)?;
-    Ok(Arc::new(store))
+    match config.database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(parley_store::postgres::PgStore::open(url, sink)?))
+        }
+        Some(other) => Err(StoreError::Backend(format!(
+            "the database URL `{}` is not postgres://…; leave it out to use the embedded SQLite",
+            other.split('@').next_back().unwrap_or("")
+        ))),
+        None => {
+            let sqlite = SqliteConfig { path: config.database_path(), durability: config.durability };
+            Ok(Arc::new(SqliteStore::open(sqlite, sink)?))
+        }
+    }
 }
 
 /// Makes sure the data directory has a server admin token; answers the new token the first

@@ -13,7 +13,9 @@ pub type Boxed = Box<dyn Any + Send>;
 pub type WriteFn = Box<dyn FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError> + Send>;
 pub type ReadFn = Box<dyn FnOnce(&dyn Reads) -> Result<Boxed, StoreError> + Send>;
 
-/// Told of every committed batch of log events, in commit order, after the commit.
+/// Told of every committed batch of log events, after the commit. Each event comes exactly
+/// once; events of different commits may come out of `seq` order when a backend commits on
+/// several connections, so live readers restore the order by `seq` (see the server's tail).
 pub type CommitSink = Arc<dyn Fn(&[LogEntry]) + Send + Sync>;
 
 #[async_trait]

@@ -26,6 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Params;
 use crate::hub::Live;
 use crate::openapi::{Api, Op};
+use crate::tail::{Step, Tail};
 
 /// A page of the log, oldest first.
 #[derive(JsonSchema)]
@@ -124,13 +125,12 @@ async fn page(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Par
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// A live follower of one account's log: catches up from the store, then takes commits from
-/// the hub; if the hub says it fell behind, it catches up from the store again. The cursor
-/// (`query.after`) only moves past events it has sent, so nothing is skipped or repeated.
+/// A live follower of one account's log for SSE: catches up from storage, then takes commits
+/// from the hub through a gapless [`Tail`]; if the hub says it fell behind, it catches up from
+/// storage again.
 struct Follower {
     ctx: ApiContext,
-    account: Uuid,
-    query: LogQuery,
+    tail: Tail,
     live: Receiver<Live>,
     pending: VecDeque<LogEntry>,
     catching_up: bool,
@@ -140,7 +140,6 @@ impl Follower {
     async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Self)> {
         loop {
             if let Some(entry) = self.pending.pop_front() {
-                self.query.after = entry.seq;
                 let event = SseEvent::default()
                     .id(cursor::encode_seq(entry.seq))
                     .event(entry.event_type.as_str())
@@ -151,27 +150,27 @@ impl Follower {
                 return None;
             }
             if self.catching_up {
-                let (account, q) = (self.account, self.query.clone());
-                let page = match self.ctx.store.read(move |r| r.log(account, &q)).await {
-                    Ok(page) => page,
+                match self.tail.catch_up(&self.ctx.store).await {
+                    Ok((page, more)) => {
+                        self.catching_up = more;
+                        self.pending.extend(page);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "log stream ended: the store could not be read");
                         return None;
                     }
-                };
-                self.catching_up = page.len() >= self.query.limit;
-                self.pending.extend(page);
+                }
                 continue;
             }
             let mut shutdown = self.ctx.shutdown.clone();
             tokio::select! {
                 _ = shutdown.changed() => return None,
                 received = self.live.recv() => match received {
-                    Ok(Live::Event(entry)) => {
-                        if entry.seq > self.query.after && self.query.matches(&entry) {
-                            self.pending.push_back((*entry).clone());
-                        }
-                    }
+                    Ok(Live::Event(entry)) => match self.tail.offer(&entry) {
+                        Step::Deliver => self.pending.push_back((*entry).clone()),
+                        Step::Skip => {}
+                        Step::Gap => self.catching_up = true,
+                    },
                     Ok(Live::Typing(_)) => {}
                     Err(RecvError::Lagged(_)) => self.catching_up = true,
                     Err(RecvError::Closed) => return None,
@@ -197,8 +196,8 @@ async fn follow(
     // Subscribe before the first read, so a commit in between is seen once (by seq) and not lost.
     let live = ctx.hub.subscribe(caller.account_id);
     let heartbeat = ctx.sse_heartbeat;
-    let follower =
-        Follower { account: caller.account_id, query: q, live, pending: VecDeque::new(), catching_up: true, ctx };
+    let tail = Tail::new(caller.account_id, q.clone(), q.after);
+    let follower = Follower { tail, live, pending: VecDeque::new(), catching_up: true, ctx };
     let events = stream::unfold(follower, Follower::next);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
 }

@@ -10,20 +10,19 @@ use parley_core::{Timestamp, Uuid};
 use parley_store::{LogQuery, ReaderRef, StoreExt};
 use serde_json::Value;
 
-use super::{bad_frame, drive, event_frame, frame_type, unread_frame, Close, Outbox, SocketSession};
+use super::{bad_frame, drive, frame_type, unread_frame, Close, Outbox, SocketSession};
 use crate::auth::{AccountCaller, Caller};
 use crate::context::ApiContext;
 use crate::hub::Live;
-
-const CATCH_UP_PAGE: usize = 500;
+use crate::tail::{Step, Tail};
 
 pub struct AgentSocket {
     ctx: ApiContext,
     caller: AccountCaller,
-    /// What the peer subscribed to; nothing is sent before it subscribes.
-    query: Option<LogQuery>,
-    /// The last `seq` this socket has passed (sent, or filtered out).
-    cursor: i64,
+    /// What the peer subscribed to, followed without gaps; nothing is sent before it subscribes.
+    tail: Option<Tail>,
+    /// Where the subscription started: the resume point if no event was received.
+    start: i64,
 }
 
 pub async fn handler(
@@ -36,9 +35,9 @@ pub async fn handler(
         Err(_) => return super::upgrade_required().into_response(),
     };
     let config = ctx.sockets;
-    upgrade.max_message_size(64 * 1024).on_upgrade(move |socket| {
-        drive(socket, ctx.clone(), config, AgentSocket { ctx, caller, query: None, cursor: 0 })
-    })
+    upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| drive(socket, ctx.clone(), config, AgentSocket { ctx, caller, tail: None, start: 0 }))
 }
 
 fn strings(frame: &Value, key: &str) -> Result<Vec<String>, String> {
@@ -81,7 +80,7 @@ fn subscription(frame: &Value) -> Result<(LogQuery, Option<i64>), String> {
         until: time("until")?,
         types,
         after: 0,
-        limit: CATCH_UP_PAGE,
+        limit: crate::tail::PAGE,
     };
     Ok((query, after))
 }
@@ -100,36 +99,26 @@ impl AgentSocket {
             }
         };
         let account = self.caller.account_id;
-        self.cursor = match after {
+        let unavailable = |_| Close::error("store unavailable");
+        let seen = match after {
             Some(after) => after,
-            None => self
-                .ctx
-                .store
-                .read(move |r| r.last_seq(account))
-                .await
-                .map_err(|_| Close::error("store unavailable"))?,
+            None => Tail::log_end(&self.ctx.store, account).await.map_err(unavailable)?,
         };
-        // Catch up from storage; live events that arrive meanwhile wait in the hub and are
-        // skipped by seq if already sent.
+        query.after = seen;
+        self.start = seen;
+        let mut tail = Tail::new(account, query, seen);
+        // Catch up from storage; live events that arrive meanwhile wait in the hub.
         loop {
-            query.after = self.cursor;
-            let q = query.clone();
-            let page = self
-                .ctx
-                .store
-                .read(move |r| r.log(account, &q))
-                .await
-                .map_err(|_| Close::error("store unavailable"))?;
+            let (page, more) = tail.catch_up(&self.ctx.store).await.map_err(unavailable)?;
             for entry in &page {
-                out.push(event_frame(entry.seq, &entry.json)).await?;
-                self.cursor = entry.seq;
+                out.push_event(entry.seq, &entry.json).await?;
             }
-            if page.len() < CATCH_UP_PAGE {
+            if !more {
                 break;
             }
         }
-        self.query = Some(query);
-        let cursor = crate::cursor::encode_seq(self.cursor);
+        let cursor = crate::cursor::encode_seq(tail.seen);
+        self.tail = Some(tail);
         out.push(serde_json::json!({"type": "subscribed", "cursor": cursor}).to_string()).await
     }
 
@@ -165,7 +154,7 @@ impl AgentSocket {
         if out.offer(unread_frame(conversation, count)) {
             Ok(())
         } else {
-            Err(Close::too_slow(self.cursor))
+            Err(Close::too_slow(self.start))
         }
     }
 }
@@ -188,7 +177,7 @@ impl SocketSession for AgentSocket {
         match frame_type(&frame) {
             "subscribe" => self.subscribe(&frame, out).await,
             "unsubscribe" => {
-                self.query = None;
+                self.tail = None;
                 Ok(())
             }
             _ => match super::common_frame(&frame, out) {
@@ -206,22 +195,34 @@ impl SocketSession for AgentSocket {
                         let data = &event["data"];
                         let frame = serde_json::json!({"type": "presence", "agent_id": data["agent_id"], "status": data["status"]});
                         if !out.offer(frame.to_string()) {
-                            return Err(Close::too_slow(self.cursor));
+                            return Err(Close::too_slow(self.start));
                         }
                     }
                 }
-                let Some(query) = &self.query else { return Ok(()) };
-                if entry.seq <= self.cursor {
-                    return Ok(());
+                let start = self.start;
+                let Some(tail) = &mut self.tail else { return Ok(()) };
+                match tail.offer(&entry) {
+                    Step::Deliver => {
+                        if !out.offer_event(entry.seq, &entry.json) {
+                            return Err(Close::too_slow(start));
+                        }
+                    }
+                    Step::Skip => {}
+                    Step::Gap => loop {
+                        let (page, more) =
+                            tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
+                        for e in &page {
+                            if !out.offer_event(e.seq, &e.json) {
+                                return Err(Close::too_slow(start));
+                            }
+                        }
+                        if !more {
+                            break;
+                        }
+                    },
                 }
-                let passed = self.cursor;
-                let matches = query.matches(&entry);
-                let in_scope = query.conversation_ids.is_empty()
-                    || entry.conversation_id.is_some_and(|c| query.conversation_ids.contains(&c));
-                if matches && !out.offer(event_frame(entry.seq, &entry.json)) {
-                    return Err(Close::too_slow(passed));
-                }
-                self.cursor = entry.seq;
+                let in_scope = tail.query.conversation_ids.is_empty()
+                    || entry.conversation_id.is_some_and(|c| tail.query.conversation_ids.contains(&c));
                 let counts = matches!(
                     entry.event_type,
                     EventType::MessageReceived | EventType::MessageSent | EventType::MessageRead
@@ -232,11 +233,11 @@ impl SocketSession for AgentSocket {
                 }
             }
             Live::Typing(typing) => {
-                let Some(query) = &self.query else { return Ok(()) };
-                let in_scope =
-                    query.conversation_ids.is_empty() || query.conversation_ids.contains(&typing.conversation_id);
+                let Some(tail) = &self.tail else { return Ok(()) };
+                let ids = &tail.query.conversation_ids;
+                let in_scope = ids.is_empty() || ids.contains(&typing.conversation_id);
                 if in_scope && Some(typing.author_id) != self.agent_id() && !out.offer(typing.frame.clone()) {
-                    return Err(Close::too_slow(self.cursor));
+                    return Err(Close::too_slow(self.start));
                 }
                 Ok(())
             }
@@ -244,7 +245,7 @@ impl SocketSession for AgentSocket {
     }
 
     fn cursor(&self) -> i64 {
-        self.cursor
+        self.tail.as_ref().map_or(self.start, |t| t.seen)
     }
 
     async fn closed(self) {

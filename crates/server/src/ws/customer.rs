@@ -16,42 +16,38 @@ use parley_store::ops::sdk::customer_presence;
 use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSession, StoreError, StoreExt};
 use serde_json::Value;
 
-use super::{bad_frame, drive, event_frame, unread_frame, Close, Outbox, SocketSession};
+use super::{bad_frame, drive, unread_frame, Close, Outbox, SocketSession};
 use crate::auth::SdkCaller;
 use crate::context::ApiContext;
 use crate::extract::Params;
 use crate::hub::Live;
-
-const CATCH_UP_PAGE: usize = 500;
+use crate::tail::{Step, Tail};
 
 /// The events a customer sees; the rest (tags, transfers, triggers…) is the business's.
-fn visible(t: EventType) -> bool {
-    use EventType::*;
-    matches!(
-        t,
-        ConversationCreated
-            | ConversationOpened
-            | ConversationStatusChanged
-            | ConversationClosed
-            | ConversationBlocked
-            | MessageReceived
-            | MessageSent
-            | MessageDelivered
-            | MessageRead
-            | MessageFailed
-            | AgentJoined
-            | AgentLeft
-            | BotJoined
-            | BotLeft
-    )
-}
+const VISIBLE: &[EventType] = &[
+    EventType::ConversationCreated,
+    EventType::ConversationOpened,
+    EventType::ConversationStatusChanged,
+    EventType::ConversationClosed,
+    EventType::ConversationBlocked,
+    EventType::MessageReceived,
+    EventType::MessageSent,
+    EventType::MessageDelivered,
+    EventType::MessageRead,
+    EventType::MessageFailed,
+    EventType::AgentJoined,
+    EventType::AgentLeft,
+    EventType::BotJoined,
+    EventType::BotLeft,
+];
 
 pub struct CustomerSocket {
     ctx: ApiContext,
     session: SdkSession,
     conversations: HashSet<Uuid>,
     resume: Option<i64>,
-    cursor: i64,
+    /// The customer's conversations' visible events, followed without gaps.
+    tail: Tail,
     available: Option<bool>,
     device: Value,
 }
@@ -80,11 +76,11 @@ pub async fn handler(
     let device = serde_json::json!({"session_id": session.id, "user_agent": agent});
     let config = ctx.sockets;
     let socket = CustomerSocket {
+        tail: Tail::new(session.account_id, LogQuery::default(), 0),
         ctx: ctx.clone(),
         session,
         conversations: HashSet::new(),
         resume,
-        cursor: 0,
         available: None,
         device,
     };
@@ -127,6 +123,12 @@ fn availability(r: &dyn Reads, session: &SdkSession) -> Result<bool, StoreError>
 }
 
 impl CustomerSocket {
+    /// Whether an event belongs to this customer's conversations. Checked on every delivery:
+    /// an empty filter of the log query means "all", and a customer may have no conversation.
+    fn owns(&self, entry: &parley_store::LogEntry) -> bool {
+        entry.conversation_id.is_some_and(|c| self.conversations.contains(&c))
+    }
+
     fn reader(&self) -> ReaderRef {
         ReaderRef { kind: AuthorType::Customer, id: self.session.customer_id }
     }
@@ -147,7 +149,7 @@ impl CustomerSocket {
             if out.offer(frame) {
                 Ok(())
             } else {
-                Err(Close::too_slow(self.cursor))
+                Err(Close::too_slow(self.tail.seen))
             }
         } else {
             out.push(frame).await
@@ -166,7 +168,7 @@ impl CustomerSocket {
             self.available = Some(now);
             let frame = serde_json::json!({"type": "availability", "agents_available": now}).to_string();
             if !out.offer(frame) {
-                return Err(Close::too_slow(self.cursor));
+                return Err(Close::too_slow(self.tail.seen));
             }
         }
         Ok(())
@@ -196,7 +198,8 @@ impl SocketSession for CustomerSocket {
             .await
             .map_err(|_| Close::error("store unavailable"))?;
         self.conversations = ids.iter().copied().collect();
-        self.cursor = self.resume.unwrap_or(last_seq);
+        let query = LogQuery { conversation_ids: ids.clone(), types: VISIBLE.to_vec(), ..LogQuery::default() };
+        self.tail = Tail::new(self.session.account_id, query, self.resume.unwrap_or(last_seq));
         if self.ctx.presence.customer_connected(self.session.account_id, self.session.customer_id) {
             let (session, device) = (self.session.clone(), self.device.clone());
             let joined = self.ctx.store.write(move |tx| customer_presence(tx, &session, true, device)).await;
@@ -207,31 +210,17 @@ impl SocketSession for CustomerSocket {
         let hello = serde_json::json!({
             "type": "hello",
             "customer_id": self.session.customer_id,
-            "cursor": crate::cursor::encode_seq(self.cursor),
+            "cursor": crate::cursor::encode_seq(self.tail.seen),
         });
         out.push(hello.to_string()).await?;
         if self.resume.is_some() && !ids.is_empty() {
-            let account = self.session.account_id;
             loop {
-                let q = LogQuery {
-                    conversation_ids: ids.clone(),
-                    after: self.cursor,
-                    limit: CATCH_UP_PAGE,
-                    ..LogQuery::default()
-                };
-                let page = self
-                    .ctx
-                    .store
-                    .read(move |r| r.log(account, &q))
-                    .await
-                    .map_err(|_| Close::error("store unavailable"))?;
-                for entry in &page {
-                    if visible(entry.event_type) {
-                        out.push(event_frame(entry.seq, &entry.json)).await?;
-                    }
-                    self.cursor = entry.seq;
+                let (page, more) =
+                    self.tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
+                for entry in page.iter().filter(|e| self.owns(e)) {
+                    out.push_event(entry.seq, &entry.json).await?;
                 }
-                if page.len() < CATCH_UP_PAGE {
+                if !more {
                     break;
                 }
             }
@@ -260,27 +249,45 @@ impl SocketSession for CustomerSocket {
         match live {
             Live::Event(entry) => {
                 if entry.event_type == EventType::AgentStatusChanged {
+                    self.tail.offer(&entry);
                     return self.refresh_availability(out).await;
                 }
-                let Some(conversation) = entry.conversation_id else { return Ok(()) };
+                let Some(conversation) = entry.conversation_id else {
+                    self.tail.offer(&entry);
+                    return Ok(());
+                };
                 if entry.event_type == EventType::ConversationCreated && !self.conversations.contains(&conversation) {
                     let event: Value = serde_json::from_str(&entry.json).unwrap_or_default();
                     if event["data"]["customer"]["id"].as_str() == Some(self.session.customer_id.to_string().as_str()) {
                         self.conversations.insert(conversation);
+                        self.tail.query.conversation_ids.push(conversation);
                     }
                 }
-                if entry.seq <= self.cursor || !self.conversations.contains(&conversation) {
-                    return Ok(());
+                match self.tail.offer(&entry) {
+                    Step::Deliver if self.owns(&entry) => {
+                        if !out.offer_event(entry.seq, &entry.json) {
+                            return Err(Close::too_slow(self.tail.seen));
+                        }
+                    }
+                    Step::Deliver | Step::Skip => {}
+                    Step::Gap => loop {
+                        let (page, more) =
+                            self.tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
+                        for e in page.iter().filter(|e| self.owns(e)) {
+                            if !out.offer_event(e.seq, &e.json) {
+                                return Err(Close::too_slow(self.tail.seen));
+                            }
+                        }
+                        if !more {
+                            break;
+                        }
+                    },
                 }
-                let passed = self.cursor;
-                if visible(entry.event_type) && !out.offer(event_frame(entry.seq, &entry.json)) {
-                    return Err(Close::too_slow(passed));
-                }
-                self.cursor = entry.seq;
-                if matches!(
+                let counts = matches!(
                     entry.event_type,
                     EventType::MessageReceived | EventType::MessageSent | EventType::MessageRead
-                ) {
+                );
+                if counts && self.conversations.contains(&conversation) {
                     self.unread(conversation, out, true).await?;
                 }
                 Ok(())
@@ -290,7 +297,7 @@ impl SocketSession for CustomerSocket {
                     && self.conversations.contains(&typing.conversation_id)
                     && !out.offer(typing.frame.clone())
                 {
-                    return Err(Close::too_slow(self.cursor));
+                    return Err(Close::too_slow(self.tail.seen));
                 }
                 Ok(())
             }
@@ -298,7 +305,7 @@ impl SocketSession for CustomerSocket {
     }
 
     fn cursor(&self) -> i64 {
-        self.cursor
+        self.tail.seen
     }
 
     async fn closed(self) {

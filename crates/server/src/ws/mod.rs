@@ -32,41 +32,65 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(10);
 pub struct Close {
     pub code: u16,
     pub reason: String,
+    /// For a slow peer: where it should resume if it received no event on this connection.
+    pub resume_from: Option<i64>,
 }
 
 impl Close {
-    /// The peer cannot keep up: it must reconnect and resume after `cursor`.
-    pub fn too_slow(cursor: i64) -> Self {
-        Close {
-            code: CLOSE_TOO_SLOW,
-            reason: format!("too slow: resume with after={}", crate::cursor::encode_seq(cursor)),
-        }
+    /// The peer cannot keep up: it must reconnect and resume after the last event it received
+    /// (the writer names it in the close reason), or after `fallback` when it received none.
+    pub fn too_slow(fallback: i64) -> Self {
+        Close { code: CLOSE_TOO_SLOW, reason: String::new(), resume_from: Some(fallback) }
     }
 
     pub fn error(reason: &str) -> Self {
-        Close { code: CLOSE_ERROR, reason: reason.to_string() }
+        Close { code: CLOSE_ERROR, reason: reason.to_string(), resume_from: None }
     }
+
+    pub fn going_away() -> Self {
+        Close { code: CLOSE_GOING_AWAY, reason: "server stopping".into(), resume_from: None }
+    }
+}
+
+/// A frame, and the `seq` of the event it carries, if any.
+struct Frame {
+    message: Message,
+    seq: Option<i64>,
 }
 
 /// The frames waiting to be written to one socket. Bounded: live frames never wait for room (a
 /// full outbox means the peer is too slow), while catch-up from storage waits its turn.
 pub struct Outbox {
-    frames: mpsc::Sender<Message>,
+    frames: mpsc::Sender<Frame>,
 }
 
 impl Outbox {
     /// Queues a live frame; false when the outbox is full.
     pub fn offer(&self, text: String) -> bool {
-        self.frames.try_send(Message::text(text)).is_ok()
+        self.frames.try_send(Frame { message: Message::text(text), seq: None }).is_ok()
+    }
+
+    /// Queues a live event frame; false when the outbox is full.
+    pub fn offer_event(&self, seq: i64, json: &str) -> bool {
+        self.frames.try_send(Frame { message: Message::text(event_frame(seq, json)), seq: Some(seq) }).is_ok()
     }
 
     /// Queues a frame, waiting for room (for backlog, not live traffic).
     pub async fn push(&self, text: String) -> Result<(), Close> {
-        self.frames.send(Message::text(text)).await.map_err(|_| Close::error("connection closed"))
+        self.send(Frame { message: Message::text(text), seq: None }).await
+    }
+
+    /// Queues an event frame of the backlog, waiting for room.
+    pub async fn push_event(&self, seq: i64, json: &str) -> Result<(), Close> {
+        self.send(Frame { message: Message::text(event_frame(seq, json)), seq: Some(seq) }).await
+    }
+
+    async fn send(&self, frame: Frame) -> Result<(), Close> {
+        self.frames.send(frame).await.map_err(|_| Close::error("connection closed"))
     }
 
     fn raw(&self, message: Message) -> bool {
-        self.frames.try_send(message).is_ok()
+        self.frames.try_send(Frame { message, seq: None }).is_ok()
     }
 }
 
@@ -95,26 +119,43 @@ pub struct SocketConfig {
 
 async fn writer(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Message>,
+    mut frames: mpsc::Receiver<Frame>,
     mut close: oneshot::Receiver<Close>,
 ) {
-    let goodbye = |c: Close| Message::Close(Some(CloseFrame { code: c.code, reason: c.reason.into() }));
+    // The last event handed to the connection: a slow peer resumes after it.
+    let mut last_written: Option<i64> = None;
+    let goodbye = |c: Close, last_written: Option<i64>| {
+        let reason = match last_written.or(c.resume_from) {
+            Some(seq) if c.code == CLOSE_TOO_SLOW => {
+                format!("too slow: resume with after={}", crate::cursor::encode_seq(seq))
+            }
+            _ => c.reason,
+        };
+        Message::Close(Some(CloseFrame { code: c.code, reason: reason.into() }))
+    };
     loop {
         tokio::select! {
             biased;
             reason = &mut close => {
                 if let Ok(reason) = reason {
-                    let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason))).await;
+                    let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason, last_written))).await;
                 }
                 break;
             }
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
                 tokio::select! {
-                    sent = sink.send(frame) => if sent.is_err() { break },
+                    sent = sink.send(frame.message) => {
+                        if sent.is_err() {
+                            break;
+                        }
+                        if frame.seq.is_some() {
+                            last_written = frame.seq;
+                        }
+                    },
                     reason = &mut close => {
                         if let Ok(reason) = reason {
-                            let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason))).await;
+                            let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason, last_written))).await;
                         }
                         break;
                     }
@@ -143,11 +184,7 @@ pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config:
     ping.tick().await;
     let mut last_heard = Instant::now();
 
-    let mut outcome = if *shutdown.borrow() {
-        Err(Close { code: CLOSE_GOING_AWAY, reason: "server stopping".into() })
-    } else {
-        session.open(&out).await
-    };
+    let mut outcome = if *shutdown.borrow() { Err(Close::going_away()) } else { session.open(&out).await };
     while outcome.is_ok() {
         outcome = tokio::select! {
             incoming = stream.next() => match incoming {
@@ -174,7 +211,7 @@ pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config:
             item = live.recv() => match item {
                 Ok(item) => session.live(item, &out).await,
                 Err(RecvError::Lagged(_)) => Err(Close::too_slow(session.cursor())),
-                Err(RecvError::Closed) => Err(Close { code: CLOSE_GOING_AWAY, reason: "server stopping".into() }),
+                Err(RecvError::Closed) => Err(Close::going_away()),
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > config.ping_every * 2 {
@@ -184,7 +221,7 @@ pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config:
                 out.raw(Message::Ping(Default::default()));
                 Ok(())
             }
-            _ = shutdown.changed() => Err(Close { code: CLOSE_GOING_AWAY, reason: "server stopping".into() }),
+            _ = shutdown.changed() => Err(Close::going_away()),
         };
     }
     if let Err(close) = outcome {
@@ -232,7 +269,7 @@ pub fn bad_frame(out: &Outbox, detail: &str) {
 }
 
 /// An event frame, built around the stored JSON without re-encoding it.
-pub fn event_frame(seq: i64, json: &str) -> String {
+fn event_frame(seq: i64, json: &str) -> String {
     format!(r#"{{"type":"event","cursor":"{}","event":{}}}"#, crate::cursor::encode_seq(seq), json)
 }
 

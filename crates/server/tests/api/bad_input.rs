@@ -43,8 +43,8 @@ fn check(case: &Case, status: StatusCode, content_type: &str, body: &Value) {
     }
 }
 
-#[tokio::test]
-async fn malformed_requests_get_precise_problems_and_change_nothing() {
+on_both_backends! {
+    async fn malformed_requests_get_precise_problems_and_change_nothing() {
     let srv = TestServer::start_with(|c| c.body_limit = 64 * 1024).await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -147,4 +147,5 @@ async fn malformed_requests_get_precise_problems_and_change_nothing() {
 
     assert_eq!(scene.log_all("", 1000).await, before_log, "no refused request wrote anything");
     assert_eq!(scene.get_conversation(&c).await, before_conversation);
+    }
 }

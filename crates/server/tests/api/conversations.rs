@@ -6,8 +6,8 @@ use serde_json::json;
 
 use crate::support::{types, Scene, TestServer};
 
-#[tokio::test]
-async fn assignment_and_transfer_are_logged_as_transfers() {
+on_both_backends! {
+    async fn assignment_and_transfer_are_logged_as_transfers() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let (_, group) =
@@ -54,10 +54,11 @@ async fn assignment_and_transfer_are_logged_as_transfers() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
 }
 
-#[tokio::test]
-async fn tags_are_added_removed_filtered_and_logged() {
+on_both_backends! {
+    async fn tags_are_added_removed_filtered_and_logged() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c1 = scene.conversation().await;
@@ -87,10 +88,11 @@ async fn tags_are_added_removed_filtered_and_logged() {
         scene.admin(Method::POST, &format!("/v1/conversations/{c1}/tags"), Some(json!({"tags": ["two words"]}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "add[0]");
+    }
 }
 
-#[tokio::test]
-async fn read_receipts_move_forward_and_count_unread() {
+on_both_backends! {
+    async fn read_receipts_move_forward_and_count_unread() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -114,10 +116,11 @@ async fn read_receipts_move_forward_and_count_unread() {
     // An admin key acting for nobody must name the reader.
     let (status, body) = scene.admin(Method::POST, &path, Some(json!({}))).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("agent_id")));
+    }
 }
 
-#[tokio::test]
-async fn a_resend_with_the_same_client_message_id_returns_the_original() {
+on_both_backends! {
+    async fn a_resend_with_the_same_client_message_id_returns_the_original() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -131,10 +134,11 @@ async fn a_resend_with_the_same_client_message_id_returns_the_original() {
     assert!(results.iter().all(|(s, m)| s.is_success() && m["id"] == *first_id));
     assert_eq!(scene.get_conversation(&c).await["messages_count"], 1);
     assert_eq!(scene.log_all(&format!("conversation_id={c}&type=message_received"), 100).await.len(), 1);
+    }
 }
 
-#[tokio::test]
-async fn lists_filter_and_page_without_overlap() {
+on_both_backends! {
+    async fn lists_filter_and_page_without_overlap() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let mut made = Vec::new();
@@ -172,10 +176,11 @@ async fn lists_filter_and_page_without_overlap() {
     scene.assign_to_agent(&made[2]).await;
     let (_, assigned) = scene.admin(Method::GET, &format!("/v1/conversations?assignee_id={}", scene.agent), None).await;
     assert_eq!(assigned["data"][0]["id"], made[2].as_str());
+    }
 }
 
-#[tokio::test]
-async fn every_content_type_is_accepted_and_stored() {
+on_both_backends! {
+    async fn every_content_type_is_accepted_and_stored() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -219,10 +224,11 @@ async fn every_content_type_is_accepted_and_stored() {
     assert_eq!(sent.len(), business.len());
     assert_eq!(sent[0]["data"]["direction"], "out");
     assert_eq!(sent[0]["channel"]["type"], "api");
+    }
 }
 
-#[tokio::test]
-async fn customers_are_found_updated_and_suspended() {
+on_both_backends! {
+    async fn customers_are_found_updated_and_suspended() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -244,4 +250,5 @@ async fn customers_are_found_updated_and_suspended() {
     let kinds =
         types(&scene.log_all("type=customer_updated&type=customer_suspended&type=customer_unsuspended", 100).await);
     assert_eq!(kinds, vec!["customer_updated", "customer_suspended", "customer_unsuspended"]);
+    }
 }

@@ -12,8 +12,8 @@ async fn page(scene: &Scene<'_>, c: &str, query: &str) -> (Vec<i64>, Option<Stri
     (seqs, body["next_cursor"].as_str().map(str::to_string))
 }
 
-#[tokio::test]
-async fn a_thousand_messages_read_completely_forward_and_backward() {
+on_both_backends! {
+    async fn a_thousand_messages_read_completely_forward_and_backward() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -55,4 +55,5 @@ async fn a_thousand_messages_read_completely_forward_and_backward() {
     let data: &Vec<Value> = body["data"].as_array().expect("data");
     assert_eq!(data.len(), 1000);
     assert_eq!(body["next_cursor"], Value::Null);
+    }
 }

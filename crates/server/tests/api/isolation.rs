@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::support::{Scene, SseReader, TestServer};
 
-#[tokio::test]
-async fn accounts_never_see_each_other() {
+on_both_backends! {
+    async fn accounts_never_see_each_other() {
     let srv = TestServer::start().await;
     let a = Scene::new(&srv).await;
     let b = Scene::new(&srv).await;
@@ -40,10 +40,11 @@ async fn accounts_never_see_each_other() {
     b_stream.quiet(Duration::from_millis(500)).await;
     let (_, list) = b.admin(Method::GET, "/v1/conversations", None).await;
     assert_eq!(list["data"], json!([]));
+    }
 }
 
-#[tokio::test]
-async fn credentials_and_roles_are_enforced() {
+on_both_backends! {
+    async fn credentials_and_roles_are_enforced() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
 
@@ -93,4 +94,5 @@ async fn credentials_and_roles_are_enforced() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = srv.call(&secret, Method::GET, "/v1/agents", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
 }

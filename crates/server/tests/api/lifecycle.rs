@@ -39,8 +39,8 @@ async fn move_to(scene: &Scene<'_>, c: &str, from: &str, to: &str) -> (StatusCod
     }
 }
 
-#[tokio::test]
-async fn every_legal_transition_is_made_and_logged() {
+on_both_backends! {
+    async fn every_legal_transition_is_made_and_logged() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let legal = [
@@ -84,10 +84,11 @@ async fn every_legal_transition_is_made_and_logged() {
             assert_eq!(all.get(changed_at + 1).map(String::as_str), Some(kind), "{from} -> {to}: {all:?}");
         }
     }
+    }
 }
 
-#[tokio::test]
-async fn illegal_transitions_are_409_naming_the_current_status() {
+on_both_backends! {
+    async fn illegal_transitions_are_409_naming_the_current_status() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     for (from, to) in [("open", "open"), ("ended", "ended"), ("blocked", "blocked"), ("blocked", "ended")] {
@@ -116,6 +117,7 @@ async fn illegal_transitions_are_409_naming_the_current_status() {
     let (status, body) = scene.customer_says(&c, "let me in").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "conversation_blocked");
+    }
 }
 
 async fn refused_with(scene: &Scene<'_>, c: &str, reply_status: &str) {
@@ -125,8 +127,8 @@ async fn refused_with(scene: &Scene<'_>, c: &str, reply_status: &str) {
     assert_eq!(body["reply_status"], reply_status);
 }
 
-#[tokio::test]
-async fn reply_status_follows_the_conversation_and_refuses_business_messages() {
+on_both_backends! {
+    async fn reply_status_follows_the_conversation_and_refuses_business_messages() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
 
@@ -178,10 +180,11 @@ async fn reply_status_follows_the_conversation_and_refuses_business_messages() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     refused_with(&scene, &c, "channel_deleted").await;
     assert_eq!(scene.get_conversation(&c).await["reply_status"], "channel_deleted", "history stays readable");
+    }
 }
 
-#[tokio::test]
-async fn the_service_window_expires_the_session() {
+on_both_backends! {
+    async fn the_service_window_expires_the_session() {
     let srv = TestServer::start().await;
     let scene = Scene::with_integration(&srv, json!({"name": "WA", "type": "api", "service_window_seconds": 1})).await;
     let c = conversation_in(&scene, "in_progress").await;
@@ -195,10 +198,11 @@ async fn the_service_window_expires_the_session() {
     scene.customer_says(&c, "still there?").await;
     let (status, _) = scene.agent_says(&c, "yes").await;
     assert_eq!(status, StatusCode::CREATED);
+    }
 }
 
-#[tokio::test]
-async fn a_customer_reopens_within_the_window_and_starts_anew_after_it() {
+on_both_backends! {
+    async fn a_customer_reopens_within_the_window_and_starts_anew_after_it() {
     let srv = TestServer::start().await;
     let scene = Scene::with_integration(&srv, json!({"name": "API", "type": "api", "reopen_window_seconds": 1})).await;
     let c = conversation_in(&scene, "ended").await;
@@ -219,4 +223,5 @@ async fn a_customer_reopens_within_the_window_and_starts_anew_after_it() {
     // The next message to the old id continues the new conversation.
     let (_, m) = scene.customer_says(&c, "and another").await;
     assert_eq!(m["conversation_id"], fresh.as_str());
+    }
 }

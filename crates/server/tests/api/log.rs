@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::support::{seqs, types, Scene, TestServer};
 
-#[tokio::test]
-async fn filters_by_conversation_type_and_exact_time_range() {
+on_both_backends! {
+    async fn filters_by_conversation_type_and_exact_time_range() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let a = scene.conversation().await;
@@ -49,10 +49,11 @@ async fn filters_by_conversation_type_and_exact_time_range() {
     // Offsets are understood: the same instant written in another zone.
     let (status, _) = scene.admin(Method::GET, "/v1/log?since=2025-01-01T02:00:00.000%2B02:00", None).await;
     assert_eq!(status, StatusCode::OK);
+    }
 }
 
-#[tokio::test]
-async fn paging_by_cursor_while_writers_append_misses_and_repeats_nothing() {
+on_both_backends! {
+    async fn paging_by_cursor_while_writers_append_misses_and_repeats_nothing() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let conversations: Vec<String> = futures_util::future::join_all((0..4).map(|_| scene.conversation())).await;
@@ -93,10 +94,11 @@ async fn paging_by_cursor_while_writers_append_misses_and_repeats_nothing() {
     let unique: HashSet<_> = got.iter().map(|e| e["id"].as_str().expect("id").to_string()).collect();
     assert_eq!(unique.len(), got.len(), "no event twice");
     assert_eq!(final_log.iter().filter(|e| e["type"] == "message_received").count(), 160);
+    }
 }
 
-#[tokio::test]
-async fn ndjson_export_equals_the_paged_log_over_the_same_range() {
+on_both_backends! {
+    async fn ndjson_export_equals_the_paged_log_over_the_same_range() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -128,4 +130,5 @@ async fn ndjson_export_equals_the_paged_log_over_the_same_range() {
         text.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
     assert_eq!(exported, paged);
     assert!(text.ends_with('\n'));
+    }
 }

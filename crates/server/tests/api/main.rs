@@ -1,6 +1,9 @@
 //! End-to-end tests of the HTTP API: a real server on a temporary data directory, talked to
 //! over HTTP on loopback.
 
+#[macro_use]
+mod support;
+
 mod bad_input;
 mod conversations;
 mod history;
@@ -12,4 +15,3 @@ mod restart;
 mod sdk;
 mod sockets;
 mod stream;
-mod support;

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::support::TestServer;
 
-#[tokio::test]
-async fn openapi_documents_every_route() {
+on_both_backends! {
+    async fn openapi_documents_every_route() {
     let srv = TestServer::start().await;
     let resp = srv.http.get(srv.url("/openapi.json")).send().await.expect("request");
     assert_eq!(resp.status(), StatusCode::OK);
@@ -68,5 +68,6 @@ async fn openapi_documents_every_route() {
     let content = doc["components"]["schemas"]["Content"].to_string();
     for kind in ["text", "image", "file", "carousel", "location", "form", "form_response"] {
         assert!(content.contains(&format!("\"{kind}\"")), "Content documents {kind}");
+    }
     }
 }

@@ -4,8 +4,8 @@ use reqwest::{Method, StatusCode};
 
 use crate::support::{Scene, TestServer};
 
-#[tokio::test]
-async fn everything_survives_a_restart() {
+on_both_backends! {
+    async fn everything_survives_a_restart() {
     let mut srv = TestServer::start().await;
     let (key, agent_key, c, log_before) = {
         let scene = Scene::new(&srv).await;
@@ -45,4 +45,5 @@ async fn everything_survives_a_restart() {
     let (_, page) = srv.call(&key, Method::GET, "/v1/log?limit=1000", None).await;
     let last = page["events"].as_array().expect("events").last().expect("event")["seq"].as_i64();
     assert_eq!(last, Some(log_before.len() as i64 + 1));
+    }
 }

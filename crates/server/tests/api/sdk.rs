@@ -23,8 +23,8 @@ async fn sdk(srv: &TestServer, token: &str, method: Method, path: &str, body: Op
     srv.call(token, method, path, body).await
 }
 
-#[tokio::test]
-async fn jwt_sessions_accept_the_valid_and_say_why_they_refuse() {
+on_both_backends! {
+    async fn jwt_sessions_accept_the_valid_and_say_why_they_refuse() {
     let srv = TestServer::start().await;
     let (scene, kid, secret) = web(&srv).await;
     let i = scene.integration.clone();
@@ -75,10 +75,11 @@ async fn jwt_sessions_accept_the_valid_and_say_why_they_refuse() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, problem) = sdk_session(&srv, &i, Some(&sign_hs256(&kid, &secret, &valid)), None).await;
     assert_eq!(problem["code"], "unknown_kid");
+    }
 }
 
-#[tokio::test]
-async fn one_external_id_on_two_devices_is_one_customer_with_one_history() {
+on_both_backends! {
+    async fn one_external_id_on_two_devices_is_one_customer_with_one_history() {
     let srv = TestServer::start().await;
     let (scene, kid, secret) = web(&srv).await;
     let jwt = sign_hs256(&kid, &secret, &json!({"scope": "user", "external_id": "same-person"}));
@@ -115,10 +116,11 @@ async fn one_external_id_on_two_devices_is_one_customer_with_one_history() {
             history["data"].as_array().expect("data").iter().map(|m| m["content"]["text"].clone()).collect();
         assert_eq!(texts, vec![json!("from my phone"), json!("and my laptop")]);
     }
+    }
 }
 
-#[tokio::test]
-async fn an_anonymous_device_that_logs_in_keeps_its_conversation() {
+on_both_backends! {
+    async fn an_anonymous_device_that_logs_in_keeps_its_conversation() {
     let srv = TestServer::start().await;
     let (scene, kid, secret) = web(&srv).await;
     let i = scene.integration.clone();
@@ -162,10 +164,11 @@ async fn an_anonymous_device_that_logs_in_keeps_its_conversation() {
         let (status, _) = sdk(&srv, &token, Method::GET, &format!("/v1/sdk/conversations/{c}/messages"), None).await;
         assert_eq!(status, StatusCode::OK);
     }
+    }
 }
 
-#[tokio::test]
-async fn a_customer_touches_only_their_own_conversations() {
+on_both_backends! {
+    async fn a_customer_touches_only_their_own_conversations() {
     let srv = TestServer::start().await;
     let (scene, _, _) = web(&srv).await;
     let (_, a) = sdk_session(&srv, &scene.integration, None, None).await;
@@ -203,10 +206,11 @@ async fn a_customer_touches_only_their_own_conversations() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = sdk(&srv, &scene.account.key, Method::GET, "/v1/sdk/conversations", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
 }
 
-#[tokio::test]
-async fn resends_are_idempotent_even_when_concurrent() {
+on_both_backends! {
+    async fn resends_are_idempotent_even_when_concurrent() {
     let srv = TestServer::start().await;
     let (scene, _, _) = web(&srv).await;
     let (_, s) = sdk_session(&srv, &scene.integration, None, None).await;
@@ -224,10 +228,11 @@ async fn resends_are_idempotent_even_when_concurrent() {
     assert_eq!(again["id"], results[0].1["id"]);
     let (_, history) = sdk(&srv, &token, Method::GET, &path, None).await;
     assert_eq!(history["data"].as_array().expect("data").len(), 1);
+    }
 }
 
-#[tokio::test]
-async fn ended_conversations_reopen_in_the_window_and_suspension_and_blocking_refuse_cleanly() {
+on_both_backends! {
+    async fn ended_conversations_reopen_in_the_window_and_suspension_and_blocking_refuse_cleanly() {
     let srv = TestServer::start().await;
     let scene =
         Scene::with_integration(&srv, json!({"name": "Widget", "type": "web", "reopen_window_seconds": 1})).await;
@@ -277,4 +282,5 @@ async fn ended_conversations_reopen_in_the_window_and_suspension_and_blocking_re
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("conversation_blocked")));
     let (_, history) = sdk(&srv, &token, Method::GET, &fresh_path, None).await;
     assert_eq!(history["data"].as_array().expect("data").len(), 2);
+    }
 }

@@ -34,8 +34,8 @@ async fn customer_says(srv: &TestServer, token: &str, c: &str, text: &str) -> Va
     m
 }
 
-#[tokio::test]
-async fn agent_and_customer_talk_live_in_order_and_typing_is_never_logged() {
+on_both_backends! {
+    async fn agent_and_customer_talk_live_in_order_and_typing_is_never_logged() {
     let srv = TestServer::start().await;
     let (scene, token, c) = live_scene(&srv).await;
     let mut agent = Socket::connect(&srv, "/v1/ws", &scene.agent_key).await;
@@ -81,10 +81,11 @@ async fn agent_and_customer_talk_live_in_order_and_typing_is_never_logged() {
     assert_eq!(typing["author"]["id"], scene.agent.as_str());
     let logged = types(&scene.log_all("", 1000).await);
     assert!(!logged.iter().any(|t| t.contains("typing")), "typing is never logged: {logged:?}");
+    }
 }
 
-#[tokio::test]
-async fn reconnecting_with_a_cursor_receives_exactly_what_was_missed() {
+on_both_backends! {
+    async fn reconnecting_with_a_cursor_receives_exactly_what_was_missed() {
     let srv = TestServer::start().await;
     let (scene, token, c) = live_scene(&srv).await;
 
@@ -139,10 +140,11 @@ async fn reconnecting_with_a_cursor_receives_exactly_what_was_missed() {
         }
     }
     assert_eq!(texts, vec!["while away 0", "while away 1", "while away 2"]);
+    }
 }
 
-#[tokio::test]
-async fn a_stalled_subscriber_is_dropped_while_a_healthy_one_keeps_up() {
+on_both_backends! {
+    async fn a_stalled_subscriber_is_dropped_while_a_healthy_one_keeps_up() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -195,10 +197,11 @@ async fn a_stalled_subscriber_is_dropped_while_a_healthy_one_keeps_up() {
     let close = close.expect("a close frame");
     assert_eq!(u16::from(close.code), 1008);
     assert!(close.reason.as_str().contains("too slow: resume with after="), "{}", close.reason.as_str());
+    }
 }
 
-#[tokio::test]
-async fn unread_counts_rise_and_fall_live_on_both_sockets() {
+on_both_backends! {
+    async fn unread_counts_rise_and_fall_live_on_both_sockets() {
     let srv = TestServer::start().await;
     let (scene, token, c) = live_scene(&srv).await;
     let mut customer = Socket::connect(&srv, "/v1/sdk/ws", &token).await;
@@ -227,10 +230,11 @@ async fn unread_counts_rise_and_fall_live_on_both_sockets() {
     while last["count"] != 0 {
         last = agent.expect("unread").await;
     }
+    }
 }
 
-#[tokio::test]
-async fn presence_joins_leaves_and_goes_offline_after_the_grace_period() {
+on_both_backends! {
+    async fn presence_joins_leaves_and_goes_offline_after_the_grace_period() {
     let srv = TestServer::start().await;
     let (scene, token, c) = live_scene(&srv).await;
     let mut watcher = Socket::connect(&srv, "/v1/ws", &scene.account.key).await;
@@ -269,10 +273,11 @@ async fn presence_joins_leaves_and_goes_offline_after_the_grace_period() {
     let joined_left =
         types(&scene.log_all(&format!("conversation_id={c}&type=customer_joined&type=customer_left"), 100).await);
     assert_eq!(joined_left, vec!["customer_joined", "customer_left"]);
+    }
 }
 
-#[tokio::test]
-async fn sockets_refuse_bad_credentials_and_bad_frames_clearly() {
+on_both_backends! {
+    async fn sockets_refuse_bad_credentials_and_bad_frames_clearly() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let resp = srv.http.get(srv.url("/v1/ws")).bearer_auth(&scene.account.key).send().await.expect("request");
@@ -290,10 +295,11 @@ async fn sockets_refuse_bad_credentials_and_bad_frames_clearly() {
     assert_eq!(error["code"], "invalid_frame");
     socket.send(json!({"type": "ping"})).await;
     socket.expect("pong").await;
+    }
 }
 
-#[tokio::test]
-async fn a_silent_peer_is_dropped_by_the_heartbeat_and_its_agent_goes_offline() {
+on_both_backends! {
+    async fn a_silent_peer_is_dropped_by_the_heartbeat_and_its_agent_goes_offline() {
     let srv = TestServer::start_with(|c| c.ws_ping = Duration::from_millis(200)).await;
     let scene = Scene::new(&srv).await;
     scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "online"}))).await;
@@ -308,10 +314,11 @@ async fn a_silent_peer_is_dropped_by_the_heartbeat_and_its_agent_goes_offline() 
         assert!(tokio::time::Instant::now() < deadline, "the silent connection was never dropped");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    }
 }
 
-#[tokio::test]
-async fn a_customer_socket_carries_only_that_customers_conversations() {
+on_both_backends! {
+    async fn a_customer_socket_carries_only_that_customers_conversations() {
     let srv = TestServer::start().await;
     let (scene, token, c) = live_scene(&srv).await;
     let (_, other) = sdk_session(&srv, &scene.integration, None, None).await;
@@ -328,4 +335,5 @@ async fn a_customer_socket_carries_only_that_customers_conversations() {
     let mut resumed = Socket::connect(&srv, "/v1/sdk/ws?after=czow", &other).await;
     let frames = resumed.drain(Duration::from_millis(600)).await;
     assert!(frames.iter().all(|f| f["type"] != "event"), "{frames:?}");
+    }
 }

@@ -7,8 +7,8 @@ use reqwest::Method;
 
 use crate::support::{seqs, Scene, SseReader, TestServer};
 
-#[tokio::test]
-async fn reconnect_with_last_event_id_receives_exactly_the_missed_events() {
+on_both_backends! {
+    async fn reconnect_with_last_event_id_receives_exactly_the_missed_events() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let c = scene.conversation().await;
@@ -41,10 +41,11 @@ async fn reconnect_with_last_event_id_receives_exactly_the_missed_events() {
         SseReader::open(&srv, &scene.account.key, &format!("/v1/log/stream?after={last_id}"), None).await;
     let again = by_param.events(6).await;
     assert_eq!(seqs(&again[..5]), seqs(&missed));
+    }
 }
 
-#[tokio::test]
-async fn streams_filter_and_send_heartbeats_when_idle() {
+on_both_backends! {
+    async fn streams_filter_and_send_heartbeats_when_idle() {
     let srv = TestServer::start().await;
     let scene = Scene::new(&srv).await;
     let a = scene.conversation().await;
@@ -66,4 +67,5 @@ async fn streams_filter_and_send_heartbeats_when_idle() {
     assert_eq!(resp.status(), 200);
     let (status, _) = scene.admin(Method::GET, "/v1/log/stream?after=bogus", None).await;
     assert_eq!(status, 400);
+    }
 }

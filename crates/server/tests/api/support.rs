@@ -9,11 +9,54 @@ use reqwest::{Method, StatusCode};
 
 use serde_json::{json, Value};
 
+tokio::task_local! {
+    /// Which backend the servers of the running test use.
+    pub static BACKEND: TestBackend;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server to test against, from `PARLEY_TEST_POSTGRES_URL`.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("PARLEY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Defines a test twice: on the embedded SQLite store and on PostgreSQL (which is skipped, with
+/// a line saying so, when `PARLEY_TEST_POSTGRES_URL` is not set).
+macro_rules! on_both_backends {
+    (async fn $name:ident() $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                crate::support::BACKEND.scope(crate::support::TestBackend::Sqlite, async $body).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if crate::support::postgres_url().is_none() {
+                    eprintln!("PARLEY_TEST_POSTGRES_URL is not set: the PostgreSQL run of this test is skipped");
+                    return;
+                }
+                crate::support::BACKEND.scope(crate::support::TestBackend::Postgres, async $body).await
+            }
+        }
+    };
+}
+
 pub struct TestServer {
+    pub config: Config,
     pub server: Option<RunningServer>,
     pub base: String,
     pub admin_token: String,
-    pub dir: tempfile::TempDir,
+    /// Kept for its lifetime: the data directory is removed when the server is dropped.
+    pub _dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
 
@@ -37,10 +80,24 @@ impl TestServer {
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = config(dir.path().to_path_buf());
+        if BACKEND.try_with(|b| *b).unwrap_or(TestBackend::Sqlite) == TestBackend::Postgres {
+            let url = postgres_url().expect("PARLEY_TEST_POSTGRES_URL");
+            let schema = format!("api_{}", parley_core::Uuid::now_v7().simple());
+            let url = parley_store::postgres::url_with_new_schema(&url, &schema)
+                .unwrap_or_else(|e| panic!("PARLEY_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"));
+            cfg.database_url = Some(url);
+        }
         tune(&mut cfg);
-        let server = RunningServer::start(cfg).await.expect("server starts");
+        let server = RunningServer::start(cfg.clone()).await.expect("server starts");
         let admin_token = server.new_admin_token.clone().expect("a new data directory makes an admin token");
-        TestServer { base: server.url(), server: Some(server), admin_token, dir, http: reqwest::Client::new() }
+        TestServer {
+            config: cfg,
+            base: server.url(),
+            server: Some(server),
+            admin_token,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Stops the server and starts a new one on the same data directory.
@@ -48,7 +105,7 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
-        let server = RunningServer::start(config(self.dir.path().to_path_buf())).await.expect("server restarts");
+        let server = RunningServer::start(self.config.clone()).await.expect("server restarts");
         assert!(server.new_admin_token.is_none(), "a restart keeps the admin token");
         self.base = server.url();
         self.server = Some(server);

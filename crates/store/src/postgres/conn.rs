@@ -62,7 +62,13 @@ pub(crate) struct PgConn<'a> {
 
 impl<'a> PgConn<'a> {
     pub fn reader(db: &'a mut PgClient) -> Self {
-        PgConn { db: RefCell::new(db), writing: false, locked: RefCell::default(), now: Timestamp::default(), appended: Vec::new() }
+        PgConn {
+            db: RefCell::new(db),
+            writing: false,
+            locked: RefCell::default(),
+            now: Timestamp::default(),
+            appended: Vec::new(),
+        }
     }
 
     pub fn writer(db: &'a mut PgClient, now: Timestamp) -> Self {
@@ -263,7 +269,11 @@ impl Reads for PgConn<'_> {
             args.push(i);
         }
         if let Some(t) = &f.tag {
-            filter(&mut sql, &mut args, " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)");
+            filter(
+                &mut sql,
+                &mut args,
+                " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)",
+            );
             args.push(t);
         }
         if let Some(b) = &f.before_id {
@@ -386,7 +396,10 @@ impl Reads for PgConn<'_> {
 
     fn cursor(&self, consumer: &str, account: Uuid) -> R<i64> {
         Ok(self
-            .scalar("SELECT position FROM consumer_cursors WHERE consumer = $1 AND account_id = $2", &[&consumer, &account])?
+            .scalar(
+                "SELECT position FROM consumer_cursors WHERE consumer = $1 AND account_id = $2",
+                &[&consumer, &account],
+            )?
             .unwrap_or(0))
     }
 
@@ -650,4 +663,3 @@ impl Tx for PgConn<'_> {
         Ok(())
     }
 }
-

@@ -147,7 +147,8 @@ fn run_read(db: &mut PgClient, f: ReadFn) -> Result<Boxed, StoreError> {
     db.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
     let result = {
         let reader = PgConn::reader(db);
-        catch_unwind(AssertUnwindSafe(|| f(&reader))).unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())))
+        catch_unwind(AssertUnwindSafe(|| f(&reader)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())))
     };
     db.client.batch_execute("COMMIT")?;
     result
