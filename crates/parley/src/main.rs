@@ -99,6 +99,15 @@ struct ServeArgs {
     /// Frames queued for one WebSocket before it is closed as too slow.
     #[arg(long, env = "PARLEY_WS_OUTBOX", default_value_t = 1024)]
     ws_outbox: usize,
+    /// This node's name in work leases (default: random at each start).
+    #[arg(long, env = "PARLEY_NODE_ID")]
+    node_id: Option<String>,
+    /// Seconds a node's claim on a consumer's work lasts without renewal.
+    #[arg(long, env = "PARLEY_LEASE_SECS", default_value_t = 30)]
+    lease_secs: i64,
+    /// Run the audit consumer: a receipt per log event, to verify work claiming across nodes.
+    #[arg(long, env = "PARLEY_AUDIT_CONSUMER")]
+    audit_consumer: bool,
     /// Seconds an agent may have no live connection before becoming offline.
     #[arg(long, env = "PARLEY_PRESENCE_GRACE_SECS", default_value_t = 60)]
     presence_grace_secs: u64,
@@ -124,6 +133,9 @@ impl ServeArgs {
         config.listen = self.listen;
         config.admin_token = self.admin_token.clone();
         config.nats_url = self.nats_url.clone();
+        config.node_id = self.node_id.clone();
+        config.lease_secs = self.lease_secs;
+        config.audit_consumer = self.audit_consumer;
         config.body_limit = self.body_limit;
         config.limits.text_chars = self.max_text_chars;
         config.limits.messages_per_conversation = self.max_messages_per_conversation;

@@ -30,6 +30,12 @@ pub struct Config {
     pub ws_outbox: usize,
     /// How long an agent may have no live connection before becoming `offline`.
     pub presence_grace: Duration,
+    /// This node's name in work leases; default: a new random one at each start.
+    pub node_id: Option<String>,
+    /// How long a node's claim on a consumer's work lasts without renewal.
+    pub lease_secs: i64,
+    /// Run the audit consumer (a receipt per event), to verify work claiming across nodes.
+    pub audit_consumer: bool,
 }
 
 impl Default for Config {
@@ -47,6 +53,9 @@ impl Default for Config {
             ws_ping: Duration::from_secs(20),
             ws_outbox: 1024,
             presence_grace: Duration::from_secs(60),
+            node_id: None,
+            lease_secs: 30,
+            audit_consumer: false,
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum Live {
 #[derive(Default)]
 pub struct Hub {
     accounts: Mutex<HashMap<Uuid, broadcast::Sender<Live>>>,
+    /// Where this node's live traffic goes to reach other nodes, when there are several.
+    fanout: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::fanout::Outgoing>>,
 }
 
 impl Hub {
@@ -46,14 +48,36 @@ impl Hub {
         }
     }
 
-    /// Called by the store after each commit, in commit order.
+    pub fn attach_fanout(&self, to: tokio::sync::mpsc::UnboundedSender<crate::fanout::Outgoing>) {
+        let _ = self.fanout.set(to);
+    }
+
+    /// Called by the store after each commit: to local subscribers and to the other nodes.
     pub fn publish(&self, entries: &[LogEntry]) {
+        self.publish_local(entries);
+        if let Some(fanout) = self.fanout.get() {
+            for entry in entries {
+                let _ = fanout.send(crate::fanout::Outgoing::Event(entry.clone()));
+            }
+        }
+    }
+
+    /// To this node's subscribers only (what another node committed).
+    pub fn publish_local(&self, entries: &[LogEntry]) {
         for entry in entries {
             self.send(entry.account_id, Live::Event(Arc::new(entry.clone())));
         }
     }
 
     pub fn typing(&self, account: Uuid, typing: Typing) {
+        let typing = Arc::new(typing);
+        if let Some(fanout) = self.fanout.get() {
+            let _ = fanout.send(crate::fanout::Outgoing::Typing(account, typing.clone()));
+        }
+        self.send(account, Live::Typing(typing));
+    }
+
+    pub fn typing_local(&self, account: Uuid, typing: Typing) {
         self.send(account, Live::Typing(Arc::new(typing)));
     }
 

@@ -7,10 +7,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod consumers;
 pub mod context;
 pub mod cursor;
 pub mod error;
 pub mod extract;
+pub mod fanout;
 pub mod hub;
 pub mod jwt;
 pub mod metrics;

@@ -77,6 +77,7 @@ pub struct RunningServer {
 pub enum StartError {
     Store(StoreError),
     Bind(std::io::Error),
+    Fanout(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -84,6 +85,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Store(e) => write!(f, "cannot open the store: {e}"),
             StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Fanout(e) => f.write_str(e),
         }
     }
 }
@@ -118,6 +120,9 @@ impl RunningServer {
         if let Some(token) = config.admin_token.as_deref().filter(|t| !t.is_empty()) {
             admin_token_hashes.push(hash_secret(token));
         }
+        if let Some(url) = config.nats_url.as_deref().filter(|u| !u.is_empty()) {
+            crate::fanout::connect(url, hub.clone()).await.map_err(StartError::Fanout)?;
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (router, openapi) = routes::api().finish();
         let ctx = ApiContext {
@@ -134,6 +139,16 @@ impl RunningServer {
             presence: Arc::new(crate::presence::Presence::new(config.presence_grace)),
             sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
         };
+        if config.audit_consumer {
+            let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", parley_core::Uuid::now_v7()));
+            let runner = crate::consumers::Runner {
+                store: store.clone(),
+                node: node.clone(),
+                lease_secs: config.lease_secs.max(1),
+                poll: std::time::Duration::from_millis(200),
+            };
+            runner.spawn(Arc::new(crate::consumers::Audit { node }), shutdown_rx.clone());
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let app = app(ctx, router);

@@ -105,3 +105,12 @@ pub struct SdkSession {
     pub verified: bool,
     pub created_at: Timestamp,
 }
+
+/// The event id of a log entry, read from its JSON.
+pub fn entry_id(entry: &LogEntry) -> Result<Uuid, crate::StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Uuid,
+    }
+    Ok(serde_json::from_str::<Id>(&entry.json)?.id)
+}

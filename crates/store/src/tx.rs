@@ -70,6 +70,13 @@ pub trait Reads {
     /// The secret of key `kid` of an integration, to verify a customer's JWT.
     fn signing_secret(&self, account: Uuid, integration: Uuid, kid: &str) -> R<Option<String>>;
     fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>>;
+
+    /// Every account id, in order, a page at a time (consumers visit each account's log).
+    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>>;
+    /// Who holds a lease now (even if expired).
+    fn lease_holder(&self, name: &str) -> R<Option<(String, Timestamp)>>;
+    /// A consumer's receipts in an account: (seq, node that handled it), by seq.
+    fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>>;
 }
 
 /// Writes, inside one transaction. Rows are written whole ("put"): the command computed the
@@ -110,4 +117,11 @@ pub trait Tx: Reads {
     fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()>;
     fn delete_signing_key(&mut self, account: Uuid, integration: Uuid, kid: &str) -> R<bool>;
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()>;
+
+    /// Takes or renews lease `name` for `holder` until `now + ttl_secs`: it succeeds when the
+    /// lease is free, expired, or already `holder`'s. Answers whether `holder` holds it now.
+    fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool>;
+    fn release_lease(&mut self, name: &str, holder: &str) -> R<()>;
+    /// Records that `consumer` handled an event; false if it already had.
+    fn insert_receipt(&mut self, consumer: &str, entry: &LogEntry, handled_by: &str) -> R<bool>;
 }

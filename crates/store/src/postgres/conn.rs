@@ -421,6 +421,33 @@ impl Reads for PgConn<'_> {
     fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>> {
         self.one_doc("SELECT body FROM sdk_sessions WHERE hash = $1", &[&hash])
     }
+
+    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
+        self.rows(
+            "SELECT id FROM accounts WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            &[&after, &(limit as i64)],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    fn lease_holder(&self, name: &str) -> R<Option<(String, Timestamp)>> {
+        match self.rows("SELECT holder, expires_at FROM leases WHERE name = $1", &[&name])?.first() {
+            Some(r) => Ok(Some((r.try_get(0)?, Timestamp::from_millis(r.try_get(1)?)))),
+            None => Ok(None),
+        }
+    }
+
+    fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>> {
+        self.rows(
+            "SELECT seq, handled_by FROM consumer_receipts WHERE consumer = $1 AND account_id = $2 ORDER BY seq",
+            &[&consumer, &account],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
 }
 
 impl Tx for PgConn<'_> {
@@ -652,6 +679,33 @@ impl Tx for PgConn<'_> {
             "DELETE FROM signing_keys WHERE account_id = $1 AND integration_id = $2 AND kid = $3",
             &[&account, &integration, &kid],
         )? > 0)
+    }
+
+    fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool> {
+        // Row-locked: of two nodes racing, the second sees the first's lease and does not take it.
+        let rows = self.rows(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
+             RETURNING holder",
+            &[&name, &holder, &now.plus_secs(ttl_secs).millis(), &now.millis()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> R<()> {
+        self.exec("DELETE FROM leases WHERE name = $1 AND holder = $2", &[&name, &holder])?;
+        Ok(())
+    }
+
+    fn insert_receipt(&mut self, consumer: &str, entry: &LogEntry, handled_by: &str) -> R<bool> {
+        let event_id = crate::model::entry_id(entry)?;
+        let changed = self.exec(
+            "INSERT INTO consumer_receipts (consumer, event_id, account_id, seq, handled_by, handled_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[&consumer, &event_id, &entry.account_id, &entry.seq, &handled_by, &self.now.millis()],
+        )?;
+        Ok(changed > 0)
     }
 
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {

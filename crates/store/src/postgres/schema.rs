@@ -117,6 +117,18 @@ CREATE TABLE sdk_sessions (
 );
 CREATE INDEX sdk_sessions_customer ON sdk_sessions (account_id, customer_id);
 "#,
+    r#"
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE TABLE consumer_receipts (
+    consumer TEXT NOT NULL,
+    event_id UUID NOT NULL,
+    account_id UUID NOT NULL,
+    seq BIGINT NOT NULL,
+    handled_by TEXT NOT NULL,
+    handled_at BIGINT NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

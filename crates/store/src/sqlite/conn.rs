@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
+use crate::model::{
+    entry_id, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
+};
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
@@ -385,6 +387,29 @@ impl<T: HasConn> Reads for T {
     fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>> {
         one_doc(self.conn(), "SELECT body FROM sdk_sessions WHERE hash = ?1", &[&hash])
     }
+
+    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
+        let mut stmt =
+            self.conn().prepare_cached("SELECT id FROM accounts WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn lease_holder(&self, name: &str) -> R<Option<(String, Timestamp)>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT holder, expires_at FROM leases WHERE name = ?1")?
+            .query_row([name], |r| Ok((r.get(0)?, Timestamp::from_millis(r.get(1)?))))
+            .optional()?)
+    }
+
+    fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT seq, handled_by FROM consumer_receipts WHERE consumer = ?1 AND account_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![consumer, account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 fn unique_violation(e: &rusqlite::Error) -> bool {
@@ -630,6 +655,31 @@ impl Tx for WriteConn<'_> {
             "DELETE FROM signing_keys WHERE account_id = ?1 AND integration_id = ?2 AND kid = ?3",
             params![account, integration, kid],
         )? > 0)
+    }
+
+    fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool> {
+        let changed = self.db.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+            params![name, holder, now.plus_secs(ttl_secs).millis(), now.millis()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> R<()> {
+        self.db.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", params![name, holder])?;
+        Ok(())
+    }
+
+    fn insert_receipt(&mut self, consumer: &str, entry: &LogEntry, handled_by: &str) -> R<bool> {
+        let event_id = entry_id(entry)?;
+        let changed = self.db.execute(
+            "INSERT INTO consumer_receipts (consumer, event_id, account_id, seq, handled_by, handled_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            params![consumer, event_id, entry.account_id, entry.seq, handled_by, self.now.millis()],
+        )?;
+        Ok(changed > 0)
     }
 
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {

@@ -148,6 +148,18 @@ CREATE TABLE sdk_sessions (
 );
 CREATE INDEX sdk_sessions_customer ON sdk_sessions (account_id, customer_id);
 "#,
+    r#"
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE consumer_receipts (
+    consumer TEXT NOT NULL,
+    event_id BLOB NOT NULL,
+    account_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    handled_by TEXT NOT NULL,
+    handled_at INTEGER NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -1,0 +1,298 @@
+//! Several `parley serve` processes sharing one PostgreSQL database and one NATS server: live
+//! events cross nodes, streams resume on another node without a gap, and work claimed through
+//! the database is done exactly once, also when its node is killed.
+//!
+//! Needs `PARLEY_TEST_POSTGRES_URL` and `PARLEY_TEST_NATS_URL`; without them it says so and
+//! skips. With them set, an unreachable service fails the test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parley_store::{Store, StoreExt};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "cluster-test-admin-token";
+
+fn services() -> Option<(String, String)> {
+    let pg = std::env::var("PARLEY_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    let nats = std::env::var("PARLEY_TEST_NATS_URL").ok().filter(|u| !u.is_empty());
+    match (pg, nats) {
+        (Some(pg), Some(nats)) => Some((pg, nats)),
+        _ => {
+            eprintln!(
+                "PARLEY_TEST_POSTGRES_URL and PARLEY_TEST_NATS_URL are not both set: the cluster tests are skipped"
+            );
+            None
+        }
+    }
+}
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(db: &str, nats: &str, dir: &std::path::Path, name: &str, extra: &[&str]) -> Node {
+    let data = dir.join(name);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db, "--nats-url", nats])
+        .args(["--admin-token", ADMIN, "--node-id", name, "--data-dir"])
+        .arg(&data)
+        .args(extra)
+        .env("PARLEY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("parley serve starts");
+    let stdout = child.stdout.take();
+    // Owned by a Node from here on, so a failure below still kills and reaps the process.
+    let mut node = Node { child, url: String::new() };
+    let mut lines = BufReader::new(stdout.expect("stdout")).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "node {name} printed no URL");
+        let line = lines.next().expect("node output").expect("readable");
+        if let Some(url) = line.strip_prefix("Parley listening on ") {
+            node.url = url.to_string();
+            return node;
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    key: String,
+}
+
+impl Client {
+    async fn call(&self, base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.expect("JSON")
+    }
+}
+
+/// An account, an `api` integration and a conversation, made on `node`.
+async fn setup(node: &Node) -> (Client, String, String) {
+    let http = reqwest::Client::new();
+    let account: Value = http
+        .post(format!("{}/v1/accounts", node.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Cluster"}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    let client = Client { http, key: account["api_key"]["secret"].as_str().expect("key").to_string() };
+    let integration =
+        client.call(&node.url, reqwest::Method::POST, "/v1/integrations", json!({"name": "API", "type": "api"})).await;
+    let conversation = client
+        .call(&node.url, reqwest::Method::POST, "/v1/conversations", json!({"integration_id": integration["id"]}))
+        .await;
+    (client, account["id"].as_str().expect("id").to_string(), conversation["id"].as_str().expect("id").to_string())
+}
+
+async fn say(client: &Client, node: &Node, conversation: &str, text: &str) {
+    client
+        .call(
+            &node.url,
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conversation}/messages"),
+            json!({"author": {"type": "customer"}, "content": {"type": "text", "text": text}}),
+        )
+        .await;
+}
+
+/// Reads SSE events (id, JSON) from a streaming response.
+struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    async fn open(client: &Client, node: &Node, last_id: Option<&str>) -> Sse {
+        let mut req = client.http.get(format!("{}/v1/log/stream", node.url)).bearer_auth(&client.key);
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.expect("stream");
+        assert_eq!(resp.status(), 200);
+        Sse { resp, buf: String::new() }
+    }
+
+    async fn next_event(&mut self) -> (String, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let id = block.lines().find_map(|l| l.strip_prefix("id:")).map(|s| s.trim().to_string());
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(|s| s.trim().to_string());
+                if let (Some(id), Some(data)) = (id, data) {
+                    return (id, serde_json::from_str(&data).expect("event JSON"));
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
+                .await
+                .expect("an event arrives in time")
+                .expect("stream readable")
+                .expect("stream open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event of `kind`.
+    async fn next_of(&mut self, kind: &str) -> (String, Value) {
+        loop {
+            let (id, event) = self.next_event().await;
+            if event["type"] == kind {
+                return (id, event);
+            }
+        }
+    }
+}
+
+fn schema_url(pg: &str, prefix: &str) -> String {
+    let schema = format!("{prefix}_{}", parley_core::Uuid::now_v7().simple());
+    parley_store::postgres::url_with_new_schema(pg, &schema)
+        .unwrap_or_else(|e| panic!("PARLEY_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"))
+}
+
+#[tokio::test]
+async fn events_cross_nodes_and_streams_resume_on_another_node_without_a_gap() {
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_live");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start(&db, &nats, dir.path(), "a", &[]);
+    let b = start(&db, &nats, dir.path(), "b", &[]);
+    let (client, _, c) = setup(&a).await;
+
+    // Committed on A, seen live by a subscriber of B.
+    let mut on_b = Sse::open(&client, &b, None).await;
+    on_b.next_of("conversation_created").await;
+    say(&client, &a, &c, "from node A").await;
+    let (_, event) = on_b.next_of("message_received").await;
+    assert_eq!(event["data"]["message"]["content"]["text"], "from node A");
+    // And the other way round.
+    let mut on_a = Sse::open(&client, &a, None).await;
+    say(&client, &b, &c, "from node B").await;
+    let (last_id, event) = on_a.next_of("message_received").await;
+    let (last_id, _) = if event["data"]["message"]["content"]["text"] == "from node A" {
+        on_a.next_of("message_received").await
+    } else {
+        (last_id, event)
+    };
+    drop(on_a);
+
+    // Disconnected from A; events keep coming on both nodes; resumed on B.
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        say(&client, node, &c, &format!("while away {i}")).await;
+    }
+    let log: Value = client.call(&a.url, reqwest::Method::GET, "/v1/log?limit=1000", json!(null)).await;
+    let all: Vec<i64> =
+        log["events"].as_array().expect("events").iter().map(|e| e["seq"].as_i64().expect("seq")).collect();
+    let last_seen = all.iter().position(|s| Some(*s) == u64_of(&last_id)).expect("the last seen event is in the log");
+    let missed = &all[last_seen + 1..];
+    let mut resumed = Sse::open(&client, &b, Some(&last_id)).await;
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        got.push(resumed.next_event().await.1["seq"].as_i64().expect("seq"));
+    }
+    assert_eq!(got, missed, "exactly the missed events, in order, from the other node");
+    say(&client, &a, &c, "live again").await;
+    let (_, next) = resumed.next_of("message_received").await;
+    assert_eq!(next["data"]["message"]["content"]["text"], "live again");
+}
+
+/// The seq behind an SSE id (the cursor of that event), found through the log.
+fn u64_of(cursor: &str) -> Option<i64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok()?.strip_prefix("s:")?.parse().ok()
+}
+
+async fn receipts(store: &Arc<dyn Store>, account: parley_core::Uuid) -> Vec<(i64, String)> {
+    store.read(move |r| r.receipts("audit", account)).await.expect("receipts")
+}
+
+async fn wait_for_receipts(store: &Arc<dyn Store>, account: parley_core::Uuid, count: usize) -> Vec<(i64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = receipts(store, account).await;
+        if got.len() >= count {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "only {} of {count} events were handled", got.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_lease_holder_hands_its_work_over_and_nothing_is_done_twice() {
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_lease");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let consumer = ["--audit-consumer", "--lease-secs", "2"];
+    let mut a = start(&db, &nats, dir.path(), "a", &consumer);
+    let (client, account, c) = setup(&a).await;
+    let account: parley_core::Uuid = account.parse().expect("uuid");
+    let store: Arc<dyn Store> =
+        Arc::new(parley_store::postgres::PgStore::open(&db, Arc::new(|_| {})).expect("the test reads the database"));
+    let last_seq = |store: Arc<dyn Store>| async move { store.read(move |r| r.last_seq(account)).await.expect("seq") };
+
+    for i in 0..10 {
+        say(&client, &a, &c, &format!("before b {i}")).await;
+    }
+    let first = wait_for_receipts(&store, account, last_seq(store.clone()).await as usize).await;
+    assert!(first.iter().all(|(_, node)| node == "a"));
+
+    // B joins; A keeps its lease and does all the work.
+    let b = start(&db, &nats, dir.path(), "b", &consumer);
+    for i in 0..10 {
+        say(&client, &b, &c, &format!("both up {i}")).await;
+    }
+    let both = wait_for_receipts(&store, account, last_seq(store.clone()).await as usize).await;
+    assert!(both.iter().all(|(_, node)| node == "a"), "one node holds the account's work");
+    let lease = format!("consumer:audit:{account}");
+    let holder = store
+        .read({
+            let l = lease.clone();
+            move |r| r.lease_holder(&l)
+        })
+        .await
+        .expect("lease");
+    assert_eq!(holder.map(|(h, _)| h).as_deref(), Some("a"));
+
+    // A dies holding the lease (SIGKILL: no goodbye); B takes the work over when it expires.
+    a.child.kill().expect("SIGKILL");
+    let _ = a.child.wait();
+    for i in 0..10 {
+        say(&client, &b, &c, &format!("after a died {i}")).await;
+    }
+    let total = last_seq(store.clone()).await;
+    let all = wait_for_receipts(&store, account, total as usize).await;
+    let seqs: Vec<i64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "every event handled exactly once");
+    assert!(all.iter().any(|(_, node)| node == "b"), "B took the work over");
+    let holder = store.read(move |r| r.lease_holder(&lease)).await.expect("lease");
+    assert_eq!(holder.map(|(h, _)| h).as_deref(), Some("b"));
+    drop(b);
+}
