@@ -296,3 +296,57 @@ async fn a_killed_lease_holder_hands_its_work_over_and_nothing_is_done_twice() {
     assert_eq!(holder.map(|(h, _)| h).as_deref(), Some("b"));
     drop(b);
 }
+
+async fn agent_socket(
+    node: &Node,
+    key: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/v1/ws", node.url.replace("http://", "ws://")).into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    tokio_tungstenite::connect_async(request).await.expect("websocket").0
+}
+
+#[tokio::test]
+async fn an_agent_connected_to_any_node_stays_online() {
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_presence");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grace = ["--presence-grace-secs", "1"];
+    let a = start(&db, &nats, dir.path(), "a", &grace);
+    let b = start(&db, &nats, dir.path(), "b", &grace);
+    let (client, _, _) = setup(&a).await;
+    let agent = client.call(&a.url, reqwest::Method::POST, "/v1/agents", json!({"name": "Ana"})).await;
+    let id = agent["id"].as_str().expect("id").to_string();
+    let key = client
+        .call(&a.url, reqwest::Method::POST, "/v1/api-keys", json!({"name": "ana", "role": "agent", "agent_id": id}))
+        .await["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let ana = Client { http: reqwest::Client::new(), key };
+    ana.call(&b.url, reqwest::Method::PUT, &format!("/v1/agents/{id}/status"), json!({"status": "online"})).await;
+    let status = |node: &Node| {
+        let (url, path) = (node.url.clone(), format!("/v1/agents/{id}"));
+        let client = &client;
+        async move {
+            client.call(&url, reqwest::Method::GET, &path, json!(null)).await["status"]
+                .as_str()
+                .expect("status")
+                .to_string()
+        }
+    };
+
+    let on_a = agent_socket(&a, &ana.key).await;
+    let on_b = agent_socket(&b, &ana.key).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status(&a).await, "online", "still connected to node B");
+    drop(on_b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&b).await != "offline" {
+        assert!(Instant::now() < deadline, "the agent never went offline");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

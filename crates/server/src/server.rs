@@ -124,6 +124,9 @@ impl RunningServer {
             crate::fanout::connect(url, hub.clone()).await.map_err(StartError::Fanout)?;
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", parley_core::Uuid::now_v7()));
+        let presence = Arc::new(crate::presence::Presence::new(config.presence_grace, node.clone(), store.clone()));
+        presence.spawn_renewal(shutdown_rx.clone());
         let (router, openapi) = routes::api().finish();
         let ctx = ApiContext {
             store: store.clone(),
@@ -136,11 +139,10 @@ impl RunningServer {
             admin_token_hashes: Arc::new(admin_token_hashes),
             shutdown: shutdown_rx.clone(),
             openapi: Arc::new(openapi),
-            presence: Arc::new(crate::presence::Presence::new(config.presence_grace)),
+            presence,
             sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
         };
         if config.audit_consumer {
-            let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", parley_core::Uuid::now_v7()));
             let runner = crate::consumers::Runner {
                 store: store.clone(),
                 node: node.clone(),

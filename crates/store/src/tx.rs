@@ -77,6 +77,8 @@ pub trait Reads {
     fn lease_holder(&self, name: &str) -> R<Option<(String, Timestamp)>>;
     /// A consumer's receipts in an account: (seq, node that handled it), by seq.
     fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>>;
+    /// Whether a node other than `node` holds a live connection of the agent at `now`.
+    fn agent_connected_elsewhere(&self, agent: Uuid, node: &str, now: Timestamp) -> R<bool>;
 }
 
 /// Writes, inside one transaction. Rows are written whole ("put"): the command computed the
@@ -124,4 +126,7 @@ pub trait Tx: Reads {
     fn release_lease(&mut self, name: &str, holder: &str) -> R<()>;
     /// Records that `consumer` handled an event; false if it already had.
     fn insert_receipt(&mut self, consumer: &str, entry: &LogEntry, handled_by: &str) -> R<bool>;
+    /// Notes that `node` holds a live connection of the agent until `until` (renewed while it does).
+    fn touch_agent_connection(&mut self, account: Uuid, agent: Uuid, node: &str, until: Timestamp) -> R<()>;
+    fn drop_agent_connection(&mut self, agent: Uuid, node: &str) -> R<()>;
 }

@@ -296,7 +296,9 @@ async fn a_reader_paging_by_cursor_misses_and_repeats_nothing_while_many_write()
                         let limits = limits.clone();
                         let text = format!("w{w} m{i}");
                         store
-                            .write(move |tx| messages::send_message(tx, account, c, customer_text(&text), Actor::system(), &limits))
+                            .write(move |tx| {
+                                messages::send_message(tx, account, c, customer_text(&text), Actor::system(), &limits)
+                            })
                             .await
                             .expect("send");
                     }

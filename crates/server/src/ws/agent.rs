@@ -250,7 +250,7 @@ impl SocketSession for AgentSocket {
 
     async fn closed(self) {
         if let Some(agent) = self.agent_id() {
-            self.ctx.presence.agent_disconnected(self.ctx.store.clone(), self.caller.account_id, agent);
+            self.ctx.presence.agent_disconnected(self.caller.account_id, agent);
         }
     }
 }

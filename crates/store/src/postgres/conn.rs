@@ -439,6 +439,15 @@ impl Reads for PgConn<'_> {
         }
     }
 
+    fn agent_connected_elsewhere(&self, agent: Uuid, node: &str, now: Timestamp) -> R<bool> {
+        Ok(!self
+            .rows(
+                "SELECT 1 FROM agent_connections WHERE agent_id = $1 AND node != $2 AND expires_at > $3",
+                &[&agent, &node, &now.millis()],
+            )?
+            .is_empty())
+    }
+
     fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>> {
         self.rows(
             "SELECT seq, handled_by FROM consumer_receipts WHERE consumer = $1 AND account_id = $2 ORDER BY seq",
@@ -706,6 +715,20 @@ impl Tx for PgConn<'_> {
             &[&consumer, &event_id, &entry.account_id, &entry.seq, &handled_by, &self.now.millis()],
         )?;
         Ok(changed > 0)
+    }
+
+    fn touch_agent_connection(&mut self, account: Uuid, agent: Uuid, node: &str, until: Timestamp) -> R<()> {
+        self.exec(
+            "INSERT INTO agent_connections (agent_id, node, account_id, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (agent_id, node) DO UPDATE SET expires_at = excluded.expires_at",
+            &[&agent, &node, &account, &until.millis()],
+        )?;
+        Ok(())
+    }
+
+    fn drop_agent_connection(&mut self, agent: Uuid, node: &str) -> R<()> {
+        self.exec("DELETE FROM agent_connections WHERE agent_id = $1 AND node = $2", &[&agent, &node])?;
+        Ok(())
     }
 
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {

@@ -129,6 +129,15 @@ CREATE TABLE consumer_receipts (
     PRIMARY KEY (consumer, event_id)
 );
 "#,
+    r#"
+CREATE TABLE agent_connections (
+    agent_id UUID NOT NULL,
+    node TEXT NOT NULL,
+    account_id UUID NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, node)
+);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

@@ -160,6 +160,15 @@ CREATE TABLE consumer_receipts (
     PRIMARY KEY (consumer, event_id)
 );
 "#,
+    r#"
+CREATE TABLE agent_connections (
+    agent_id BLOB NOT NULL,
+    node TEXT NOT NULL,
+    account_id BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, node)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
