@@ -1,5 +1,7 @@
 //! `parley`: run the server and administer its data directory.
 
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ enum Command {
     Init(DataArgs),
     /// Apply database migrations and exit.
     Migrate(DataArgs),
+    /// Measure the server under load (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Manage accounts directly in the data directory.
     Account {
         #[command(subcommand)]
@@ -178,6 +182,7 @@ type AnyError = Box<dyn std::error::Error>;
 async fn run(command: Command) -> Result<(), AnyError> {
     match command {
         Command::Serve(args) => serve(args.config()).await,
+        Command::Bench(args) => bench::run(args).await.map_err(Into::into),
         Command::Init(data) => {
             match parley_server::init_data_dir(&data.config()).await? {
                 Some(token) => {
