@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod store;
 mod tx;

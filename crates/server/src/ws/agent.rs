@@ -108,15 +108,7 @@ impl AgentSocket {
         self.start = seen;
         let mut tail = Tail::new(account, query, seen);
         // Catch up from storage; live events that arrive meanwhile wait in the hub.
-        loop {
-            let (page, more) = tail.catch_up(&self.ctx.store).await.map_err(unavailable)?;
-            for entry in &page {
-                out.push_event(entry.seq, &entry.json).await?;
-            }
-            if !more {
-                break;
-            }
-        }
+        super::catch_up(&mut tail, &self.ctx, out, |_| true, false, seen).await?;
         let cursor = crate::cursor::encode_seq(tail.seen);
         self.tail = Some(tail);
         out.push(serde_json::json!({"type": "subscribed", "cursor": cursor}).to_string()).await
@@ -208,18 +200,7 @@ impl SocketSession for AgentSocket {
                         }
                     }
                     Step::Skip => {}
-                    Step::Gap => loop {
-                        let (page, more) =
-                            tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
-                        for e in &page {
-                            if !out.offer_event(e.seq, &e.json) {
-                                return Err(Close::too_slow(start));
-                            }
-                        }
-                        if !more {
-                            break;
-                        }
-                    },
+                    Step::Gap => super::catch_up(tail, &self.ctx, out, |_| true, true, start).await?,
                 }
                 let in_scope = tail.query.conversation_ids.is_empty()
                     || entry.conversation_id.is_some_and(|c| tail.query.conversation_ids.contains(&c));

@@ -214,16 +214,10 @@ impl SocketSession for CustomerSocket {
         });
         out.push(hello.to_string()).await?;
         if self.resume.is_some() && !ids.is_empty() {
-            loop {
-                let (page, more) =
-                    self.tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
-                for entry in page.iter().filter(|e| self.owns(e)) {
-                    out.push_event(entry.seq, &entry.json).await?;
-                }
-                if !more {
-                    break;
-                }
-            }
+            let (conversations, tail) = (&self.conversations, &mut self.tail);
+            let owned = |e: &parley_store::LogEntry| e.conversation_id.is_some_and(|c| conversations.contains(&c));
+            let fallback = tail.seen;
+            super::catch_up(tail, &self.ctx, out, owned, false, fallback).await?;
         }
         for conversation in ids {
             self.unread(conversation, out, false).await?;
@@ -270,18 +264,13 @@ impl SocketSession for CustomerSocket {
                         }
                     }
                     Step::Deliver | Step::Skip => {}
-                    Step::Gap => loop {
-                        let (page, more) =
-                            self.tail.catch_up(&self.ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
-                        for e in page.iter().filter(|e| self.owns(e)) {
-                            if !out.offer_event(e.seq, &e.json) {
-                                return Err(Close::too_slow(self.tail.seen));
-                            }
-                        }
-                        if !more {
-                            break;
-                        }
-                    },
+                    Step::Gap => {
+                        let (conversations, tail) = (&self.conversations, &mut self.tail);
+                        let owned =
+                            |e: &parley_store::LogEntry| e.conversation_id.is_some_and(|c| conversations.contains(&c));
+                        let fallback = tail.seen;
+                        super::catch_up(tail, &self.ctx, out, owned, true, fallback).await?;
+                    }
                 }
                 let counts = matches!(
                     entry.event_type,

@@ -233,6 +233,34 @@ pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config:
     session.closed().await;
 }
 
+/// Reads a tail up from storage, queueing the events `allow` lets through: waiting for room
+/// for a backlog (`live: false`), or refusing to wait when live (a full outbox means too slow,
+/// and the peer resumes after `fallback` if it received nothing on this connection).
+pub async fn catch_up(
+    tail: &mut crate::tail::Tail,
+    ctx: &ApiContext,
+    out: &Outbox,
+    allow: impl Fn(&parley_store::LogEntry) -> bool,
+    live: bool,
+    fallback: i64,
+) -> Result<(), Close> {
+    loop {
+        let (page, more) = tail.catch_up(&ctx.store).await.map_err(|_| Close::error("store unavailable"))?;
+        for entry in page.iter().filter(|e| allow(e)) {
+            if live {
+                if !out.offer_event(entry.seq, &entry.json) {
+                    return Err(Close::too_slow(fallback));
+                }
+            } else {
+                out.push_event(entry.seq, &entry.json).await?;
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
 /// Splits a JSON text frame's `type`.
 pub fn frame_type(frame: &Value) -> &str {
     frame.get("type").and_then(Value::as_str).unwrap_or("")

@@ -241,47 +241,18 @@ impl Reads for PgConn<'_> {
 
     fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
         self.guard(account)?;
-        let status = f.status.map(|s| s.as_str());
-        let limit = f.limit as i64;
-        let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = $1");
-        let mut args: Vec<Arg> = vec![&account];
-        let filter = |sql: &mut String, args: &mut Vec<Arg>, clause: &str| {
-            sql.push_str(&clause.replace('?', &format!("${}", args.len() + 1)));
-        };
-        if let Some(s) = &status {
-            filter(&mut sql, &mut args, " AND c.status = ?");
-            args.push(s);
-        }
-        if let Some(a) = &f.assignee_id {
-            filter(&mut sql, &mut args, " AND c.assignee_id = ?");
-            args.push(a);
-        }
-        if let Some(g) = &f.group_id {
-            filter(&mut sql, &mut args, " AND c.group_id = ?");
-            args.push(g);
-        }
-        if let Some(c) = &f.customer_id {
-            filter(&mut sql, &mut args, " AND c.customer_id = ?");
-            args.push(c);
-        }
-        if let Some(i) = &f.integration_id {
-            filter(&mut sql, &mut args, " AND c.integration_id = ?");
-            args.push(i);
-        }
-        if let Some(t) = &f.tag {
-            filter(
-                &mut sql,
-                &mut args,
-                " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)",
-            );
-            args.push(t);
-        }
-        if let Some(b) = &f.before_id {
-            filter(&mut sql, &mut args, " AND c.id < ?");
-            args.push(b);
-        }
-        filter(&mut sql, &mut args, " ORDER BY c.id DESC LIMIT ?");
-        args.push(&limit);
+        let (sql, values) = crate::sql::conversations(account, f, |n| format!("${n}"));
+        let values: Vec<Box<dyn ToSql + Sync>> = values
+            .into_iter()
+            .map(|v| -> Box<dyn ToSql + Sync> {
+                match v {
+                    crate::sql::SqlValue::Uuid(u) => Box::new(u),
+                    crate::sql::SqlValue::Text(t) => Box::new(t),
+                    crate::sql::SqlValue::Int(i) => Box::new(i),
+                }
+            })
+            .collect();
+        let args: Vec<Arg> = values.iter().map(|v| v.as_ref() as Arg).collect();
         self.docs(&sql, &args)
     }
 

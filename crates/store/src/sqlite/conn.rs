@@ -190,47 +190,16 @@ impl<T: HasConn> Reads for T {
     }
 
     fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
-        let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = ?1");
-        let status = f.status.map(|s| s.as_str());
-        let mut args: Vec<&dyn ToSql> = vec![&account];
-        let filter = |sql: &mut String, args: &mut Vec<&dyn ToSql>, clause: &str| {
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len() + 1)));
-        };
-        if let Some(s) = &status {
-            filter(&mut sql, &mut args, " AND c.status = ?");
-            args.push(s);
-        }
-        if let Some(a) = &f.assignee_id {
-            filter(&mut sql, &mut args, " AND c.assignee_id = ?");
-            args.push(a);
-        }
-        if let Some(g) = &f.group_id {
-            filter(&mut sql, &mut args, " AND c.group_id = ?");
-            args.push(g);
-        }
-        if let Some(c) = &f.customer_id {
-            filter(&mut sql, &mut args, " AND c.customer_id = ?");
-            args.push(c);
-        }
-        if let Some(i) = &f.integration_id {
-            filter(&mut sql, &mut args, " AND c.integration_id = ?");
-            args.push(i);
-        }
-        if let Some(t) = &f.tag {
-            filter(
-                &mut sql,
-                &mut args,
-                " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)",
-            );
-            args.push(t);
-        }
-        if let Some(b) = &f.before_id {
-            filter(&mut sql, &mut args, " AND c.id < ?");
-            args.push(b);
-        }
-        let limit = f.limit as i64;
-        filter(&mut sql, &mut args, " ORDER BY c.id DESC LIMIT ?");
-        args.push(&limit);
+        let (sql, values) = crate::sql::conversations(account, f, |n| format!("?{n}"));
+        let values: Vec<rusqlite::types::Value> = values
+            .into_iter()
+            .map(|v| match v {
+                crate::sql::SqlValue::Uuid(u) => rusqlite::types::Value::Blob(u.as_bytes().to_vec()),
+                crate::sql::SqlValue::Text(t) => rusqlite::types::Value::Text(t),
+                crate::sql::SqlValue::Int(i) => rusqlite::types::Value::Integer(i),
+            })
+            .collect();
+        let args: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
         docs(self.conn(), &sql, &args)
     }
 

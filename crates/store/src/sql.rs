@@ -1,0 +1,55 @@
+//! SQL that both backends share, written once with the placeholder syntax left to each
+//! (`?N` for SQLite, `$N` for PostgreSQL).
+
+use parley_core::Uuid;
+
+use crate::model::ConversationFilter;
+
+/// A query parameter, converted by each backend to its own type.
+pub(crate) enum SqlValue {
+    Uuid(Uuid),
+    Text(String),
+    Int(i64),
+}
+
+/// The conversation list: `SELECT body` with every filter of [`ConversationFilter`], newest
+/// first. `placeholder(n)` writes the n-th parameter (from 1).
+pub(crate) fn conversations(
+    account: Uuid,
+    f: &ConversationFilter,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = ");
+    let mut args = vec![SqlValue::Uuid(account)];
+    sql.push_str(&placeholder(1));
+    let mut add = |clause: &str, value: SqlValue| {
+        args.push(value);
+        sql.push_str(&clause.replace('?', &placeholder(args.len())));
+    };
+    if let Some(s) = f.status {
+        add(" AND c.status = ?", SqlValue::Text(s.as_str().to_string()));
+    }
+    if let Some(a) = f.assignee_id {
+        add(" AND c.assignee_id = ?", SqlValue::Uuid(a));
+    }
+    if let Some(g) = f.group_id {
+        add(" AND c.group_id = ?", SqlValue::Uuid(g));
+    }
+    if let Some(c) = f.customer_id {
+        add(" AND c.customer_id = ?", SqlValue::Uuid(c));
+    }
+    if let Some(i) = f.integration_id {
+        add(" AND c.integration_id = ?", SqlValue::Uuid(i));
+    }
+    if let Some(t) = &f.tag {
+        add(
+            " AND EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)",
+            SqlValue::Text(t.clone()),
+        );
+    }
+    if let Some(b) = f.before_id {
+        add(" AND c.id < ?", SqlValue::Uuid(b));
+    }
+    add(" ORDER BY c.id DESC LIMIT ?", SqlValue::Int(f.limit as i64));
+    (sql, args)
+}
