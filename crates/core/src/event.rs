@@ -60,6 +60,7 @@ event_types! {
     CustomerUnsuspended => "customer_unsuspended",
     TriggerFired => "trigger_fired",
     AgentStatusChanged => "agent_status_changed",
+    WebhookEndpointDisabled => "webhook_endpoint_disabled",
 }
 
 /// Who caused an event.

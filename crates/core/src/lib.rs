@@ -18,6 +18,7 @@ pub mod message;
 pub mod patch;
 pub mod text;
 pub mod time;
+pub mod webhook;
 
 pub use error::DomainError;
 pub use time::Timestamp;

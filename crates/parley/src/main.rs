@@ -112,6 +112,19 @@ struct ServeArgs {
     /// Run the audit consumer: a receipt per log event, to verify work claiming across nodes.
     #[arg(long, env = "PARLEY_AUDIT_CONSUMER")]
     audit_consumer: bool,
+    /// Allow webhook targets with plain http:// (development and tests).
+    #[arg(long, env = "PARLEY_WEBHOOK_ALLOW_HTTP")]
+    webhook_allow_http: bool,
+    /// Allow webhook targets on loopback, private, link-local or unique-local addresses.
+    #[arg(long, env = "PARLEY_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+    /// Seconds a webhook endpoint has to answer with a 2xx.
+    #[arg(long, env = "PARLEY_WEBHOOK_TIMEOUT_SECS", default_value_t = 15)]
+    webhook_timeout_secs: u64,
+    /// The retry schedule in milliseconds, comma-separated: the delay before each attempt
+    /// (default 0,5000,300000,1800000,7200000,18000000,36000000,36000000).
+    #[arg(long, env = "PARLEY_WEBHOOK_RETRY_MS", value_delimiter = ',')]
+    webhook_retry_ms: Vec<i64>,
     /// Seconds an agent may have no live connection before becoming offline.
     #[arg(long, env = "PARLEY_PRESENCE_GRACE_SECS", default_value_t = 60)]
     presence_grace_secs: u64,
@@ -140,6 +153,12 @@ impl ServeArgs {
         config.node_id = self.node_id.clone();
         config.lease_secs = self.lease_secs;
         config.audit_consumer = self.audit_consumer;
+        config.webhooks.policy.allow_http = self.webhook_allow_http;
+        config.webhooks.policy.allow_private = self.webhook_allow_private;
+        config.webhooks.timeout = std::time::Duration::from_secs(self.webhook_timeout_secs.max(1));
+        if !self.webhook_retry_ms.is_empty() {
+            config.webhooks.schedule.delays_ms = self.webhook_retry_ms.iter().map(|ms| (*ms).max(0)).collect();
+        }
         config.body_limit = self.body_limit;
         config.limits.text_chars = self.max_text_chars;
         config.limits.messages_per_conversation = self.max_messages_per_conversation;

@@ -36,6 +36,7 @@ pub struct Config {
     pub lease_secs: i64,
     /// Run the audit consumer (a receipt per event), to verify work claiming across nodes.
     pub audit_consumer: bool,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for Config {
@@ -56,6 +57,7 @@ impl Default for Config {
             node_id: None,
             lease_secs: 30,
             audit_consumer: false,
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }

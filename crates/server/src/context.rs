@@ -28,4 +28,5 @@ pub struct ApiContext {
     pub openapi: Arc<serde_json::Value>,
     pub presence: Arc<Presence>,
     pub sockets: SocketConfig,
+    pub webhooks: Arc<crate::webhooks::Sender>,
 }

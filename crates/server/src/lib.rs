@@ -21,6 +21,7 @@ pub mod presence;
 mod routes;
 pub mod server;
 pub mod tail;
+pub mod webhooks;
 pub mod ws;
 
 pub use config::Config;

@@ -127,6 +127,15 @@ impl RunningServer {
         let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", parley_core::Uuid::now_v7()));
         let presence = Arc::new(crate::presence::Presence::new(config.presence_grace, node.clone(), store.clone()));
         presence.spawn_renewal(shutdown_rx.clone());
+        let webhooks = Arc::new(crate::webhooks::Sender::new(config.webhooks.clone()).map_err(StartError::Fanout)?);
+        crate::webhooks::dispatcher::start(
+            store.clone(),
+            webhooks.clone(),
+            node.clone(),
+            config.lease_secs.max(1),
+            shutdown_rx.clone(),
+        );
+
         let (router, openapi) = routes::api().finish();
         let ctx = ApiContext {
             store: store.clone(),
@@ -141,6 +150,7 @@ impl RunningServer {
             openapi: Arc::new(openapi),
             presence,
             sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
+            webhooks,
         };
         if config.audit_consumer {
             let runner = crate::consumers::Runner {

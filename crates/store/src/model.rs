@@ -87,6 +87,27 @@ pub struct ScheduledJob {
     pub attempts: i64,
 }
 
+/// A webhook's signing secrets: the current one, and during a rotation the previous one until
+/// it expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSecrets {
+    pub current: String,
+    pub previous: Option<(String, Timestamp)>,
+}
+
+/// A delivery claimed for an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    /// The exact body, the same on every attempt.
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
 /// A reader of a conversation: the customer, an agent or a bot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderRef {

@@ -12,9 +12,13 @@ use parley_core::message::Message;
 use parley_core::{Timestamp, Uuid};
 use serde_json::Value;
 
-use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
+use crate::model::{
+    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
+    WebhookSecrets,
+};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
+use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;
 
@@ -79,6 +83,20 @@ pub trait Reads {
     fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>>;
     /// Whether a node other than `node` holds a live connection of the agent at `now`.
     fn agent_connected_elsewhere(&self, agent: Uuid, node: &str, now: Timestamp) -> R<bool>;
+
+    fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>>;
+    fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>>;
+    fn webhook_secrets(&self, account: Uuid, id: Uuid) -> R<Option<WebhookSecrets>>;
+    /// A webhook's deliveries, newest first, optionally of one status, before the `before` id.
+    fn deliveries(
+        &self,
+        account: Uuid,
+        webhook: Uuid,
+        status: Option<DeliveryStatus>,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> R<Vec<Delivery>>;
+    fn delivery(&self, account: Uuid, webhook: Uuid, id: Uuid) -> R<Option<Delivery>>;
 }
 
 /// Writes, inside one transaction. Rows are written whole ("put"): the command computed the
@@ -129,4 +147,34 @@ pub trait Tx: Reads {
     /// Notes that `node` holds a live connection of the agent until `until` (renewed while it does).
     fn touch_agent_connection(&mut self, account: Uuid, agent: Uuid, node: &str, until: Timestamp) -> R<()>;
     fn drop_agent_connection(&mut self, agent: Uuid, node: &str) -> R<()>;
+
+    fn put_webhook(&mut self, account: Uuid, webhook: &Webhook) -> R<()>;
+    /// Sets the signing secret; `previous_until` keeps the old one valid until then.
+    fn set_webhook_secret(&mut self, account: Uuid, id: Uuid, secret: &str, previous_until: Option<Timestamp>)
+        -> R<()>;
+    fn delete_webhook(&mut self, account: Uuid, id: Uuid) -> R<bool>;
+    /// Queues one event for one endpoint (once: a second insert of the pair is ignored).
+    fn insert_delivery(
+        &mut self,
+        account: Uuid,
+        webhook: Uuid,
+        event_id: Uuid,
+        event_type: &str,
+        payload: &str,
+    ) -> R<Option<Uuid>>;
+    /// Claims due deliveries for `lease_ms`, at most `per_endpoint` in flight per endpoint.
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        per_endpoint: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> R<Vec<ClaimedDelivery>>;
+    /// Records an attempt and what follows: succeeded, failed, or pending again at `next`.
+    fn record_attempt(&mut self, id: Uuid, attempt: &Attempt, status: DeliveryStatus, next: Option<Timestamp>)
+        -> R<()>;
+    /// Makes a delivery due now again (a manual retry); false if there is no such delivery.
+    fn retry_delivery(&mut self, account: Uuid, webhook: Uuid, id: Uuid, now: Timestamp) -> R<bool>;
+    /// Ends an endpoint's pending deliveries as failed (it was disabled).
+    fn fail_pending_deliveries(&mut self, webhook: Uuid) -> R<u64>;
 }

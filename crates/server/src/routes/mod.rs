@@ -12,6 +12,7 @@ mod messages;
 mod sdk;
 mod signing_keys;
 mod system;
+mod webhooks;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,6 +41,7 @@ pub fn api() -> Api {
     let api = signing_keys::routes(api);
     let api = sdk::routes(api);
     let api = sockets(api);
+    let api = webhooks::routes(api);
     log::routes(api)
 }
 

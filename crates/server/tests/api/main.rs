@@ -15,3 +15,4 @@ mod restart;
 mod sdk;
 mod sockets;
 mod stream;
+mod webhooks;

@@ -68,6 +68,13 @@ pub fn config(dir: PathBuf) -> Config {
         sse_heartbeat: Duration::from_secs(1),
         presence_grace: Duration::from_millis(500),
         ws_outbox: 256,
+        webhooks: parley_server::webhooks::WebhookConfig {
+            timeout: Duration::from_secs(1),
+            schedule: parley_core::webhook::RetrySchedule { delays_ms: vec![0, 300, 300, 300, 300], jitter: 0.0 },
+            policy: parley_server::webhooks::target::TargetPolicy { allow_http: true, allow_private: true },
+            poll: Duration::from_millis(20),
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

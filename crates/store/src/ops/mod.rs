@@ -10,6 +10,7 @@ pub mod groups;
 pub mod integrations;
 pub mod messages;
 pub mod sdk;
+pub mod webhooks;
 
 use parley_core::event::EventDraft;
 use parley_core::Uuid;

@@ -16,6 +16,7 @@ use parley_core::event::{Event, EventDraft, EventType};
 use parley_core::group::Group;
 use parley_core::integration::{Integration, SigningKey};
 use parley_core::message::Message;
+use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 use parley_core::{Timestamp, Uuid};
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -23,7 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession};
+use crate::model::{
+    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
+    WebhookSecrets,
+};
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 
@@ -142,6 +146,23 @@ fn duplicate(result: R<u64>, field: &'static str, detail: &str) -> R<()> {
         Err(e) if unique_violation(&e) => Err(StoreError::Duplicate { field, detail: detail.to_string() }),
         other => other.map(|_| ()),
     }
+}
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, status, next_attempt_at, created_at, attempts";
+
+fn delivery_row(row: &Row) -> R<Delivery> {
+    let status: String = row.try_get(4)?;
+    let attempts: String = row.try_get(7)?;
+    Ok(Delivery {
+        id: row.try_get(0)?,
+        webhook_id: row.try_get(1)?,
+        event_id: row.try_get(2)?,
+        event_type: row.try_get(3)?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+        next_attempt_at: row.try_get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+        created_at: Timestamp::from_millis(row.try_get(6)?),
+        attempts: serde_json::from_str(&attempts)?,
+    })
 }
 
 fn log_entry(row: &Row) -> R<LogEntry> {
@@ -417,6 +438,55 @@ impl Reads for PgConn<'_> {
                 &[&agent, &node, &now.millis()],
             )?
             .is_empty())
+    }
+
+    fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
+        self.one_doc("SELECT body FROM webhooks WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>> {
+        self.page_of("webhooks", account, page)
+    }
+
+    fn webhook_secrets(&self, account: Uuid, id: Uuid) -> R<Option<WebhookSecrets>> {
+        let rows = self.rows(
+            "SELECT secret, previous_secret, previous_until FROM webhooks WHERE id = $1 AND account_id = $2",
+            &[&id, &account],
+        )?;
+        match rows.first() {
+            Some(r) => {
+                let previous: Option<String> = r.try_get(1)?;
+                let until: Option<i64> = r.try_get(2)?;
+                Ok(Some(WebhookSecrets {
+                    current: r.try_get(0)?,
+                    previous: previous.zip(until.map(Timestamp::from_millis)),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn deliveries(
+        &self,
+        account: Uuid,
+        webhook: Uuid,
+        status: Option<DeliveryStatus>,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> R<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE account_id = $1 AND webhook_id = $2
+             AND ($3::text IS NULL OR status = $3) AND ($4::uuid IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let status = status.map(|s| s.as_str());
+        self.rows(&sql, &[&account, &webhook, &status, &before, &(limit as i64)])?.iter().map(delivery_row).collect()
+    }
+
+    fn delivery(&self, account: Uuid, webhook: Uuid, id: Uuid) -> R<Option<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND account_id = $2 AND webhook_id = $3"
+        );
+        self.rows(&sql, &[&id, &account, &webhook])?.first().map(delivery_row).transpose()
     }
 
     fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>> {
@@ -700,6 +770,142 @@ impl Tx for PgConn<'_> {
     fn drop_agent_connection(&mut self, agent: Uuid, node: &str) -> R<()> {
         self.exec("DELETE FROM agent_connections WHERE agent_id = $1 AND node = $2", &[&agent, &node])?;
         Ok(())
+    }
+
+    fn put_webhook(&mut self, account: Uuid, webhook: &Webhook) -> R<()> {
+        self.exec(
+            "INSERT INTO webhooks (id, account_id, secret, body) VALUES ($1, $2, '', $3)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            &[&webhook.id, &account, &to_doc(webhook)?],
+        )?;
+        Ok(())
+    }
+
+    fn set_webhook_secret(
+        &mut self,
+        account: Uuid,
+        id: Uuid,
+        secret: &str,
+        previous_until: Option<Timestamp>,
+    ) -> R<()> {
+        let until = previous_until.map(Timestamp::millis);
+        self.exec(
+            "UPDATE webhooks SET previous_secret = CASE WHEN $4::bigint IS NULL THEN NULL ELSE secret END,
+                previous_until = $4, secret = $3 WHERE id = $1 AND account_id = $2",
+            &[&id, &account, &secret, &until],
+        )?;
+        Ok(())
+    }
+
+    fn delete_webhook(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        let deleted = self.exec("DELETE FROM webhooks WHERE id = $1 AND account_id = $2", &[&id, &account])?;
+        if deleted > 0 {
+            self.exec("DELETE FROM webhook_deliveries WHERE webhook_id = $1", &[&id])?;
+        }
+        Ok(deleted > 0)
+    }
+
+    fn insert_delivery(
+        &mut self,
+        account: Uuid,
+        webhook: Uuid,
+        event_id: Uuid,
+        event_type: &str,
+        payload: &str,
+    ) -> R<Option<Uuid>> {
+        let id = Uuid::now_v7();
+        let inserted = self.exec(
+            "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_type, payload, status,
+                next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT DO NOTHING",
+            &[&id, &account, &webhook, &event_id, &event_type, &payload, &self.now.millis()],
+        )?;
+        Ok((inserted > 0).then_some(id))
+    }
+
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        per_endpoint: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> R<Vec<ClaimedDelivery>> {
+        let candidates: Vec<Uuid> = self
+            .rows(
+                "WITH inflight AS (
+                    SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries
+                    WHERE status = 'pending' AND lease_until > $1 GROUP BY webhook_id
+                 ), ranked AS (
+                    SELECT id, webhook_id, next_attempt_at,
+                           ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn
+                    FROM webhook_deliveries
+                    WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+                 )
+                 SELECT r.id FROM ranked r LEFT JOIN inflight i ON i.webhook_id = r.webhook_id
+                 WHERE r.rn <= $2 - COALESCE(i.n, 0) ORDER BY r.next_attempt_at LIMIT $3",
+                &[&now.millis(), &per_endpoint, &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<R<_>>()?;
+        // Re-checked under the row lock: of two nodes claiming one delivery, one gets it.
+        self.rows(
+            "UPDATE webhook_deliveries SET lease_until = $2 WHERE id = ANY($1) AND status = 'pending'
+             AND (lease_until IS NULL OR lease_until <= $3)
+             RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
+            &[&candidates, &(now.millis() + lease_ms), &now.millis()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(ClaimedDelivery {
+                id: r.try_get(0)?,
+                account_id: r.try_get(1)?,
+                webhook_id: r.try_get(2)?,
+                event_id: r.try_get(3)?,
+                payload: r.try_get(4)?,
+                attempts: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    fn record_attempt(
+        &mut self,
+        id: Uuid,
+        attempt: &Attempt,
+        status: DeliveryStatus,
+        next: Option<Timestamp>,
+    ) -> R<()> {
+        let Some(attempts) =
+            self.scalar::<String>("SELECT attempts FROM webhook_deliveries WHERE id = $1 FOR UPDATE", &[&id])?
+        else {
+            return Ok(());
+        };
+        let mut list: Vec<Attempt> = serde_json::from_str(&attempts)?;
+        list.push(attempt.clone());
+        let next = next.map(Timestamp::millis);
+        self.exec(
+            "UPDATE webhook_deliveries SET attempts = $2, attempt_count = $3, status = $4, next_attempt_at = $5,
+                lease_until = NULL WHERE id = $1",
+            &[&id, &to_doc(&list)?, &(list.len() as i64), &status.as_str(), &next],
+        )?;
+        Ok(())
+    }
+
+    fn retry_delivery(&mut self, account: Uuid, webhook: Uuid, id: Uuid, now: Timestamp) -> R<bool> {
+        Ok(self.exec(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL
+             WHERE id = $1 AND account_id = $2 AND webhook_id = $3",
+            &[&id, &account, &webhook, &now.millis()],
+        )? > 0)
+    }
+
+    fn fail_pending_deliveries(&mut self, webhook: Uuid) -> R<u64> {
+        self.exec(
+            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
+             WHERE webhook_id = $1 AND status = 'pending'",
+            &[&webhook],
+        )
     }
 
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {

@@ -138,6 +138,34 @@ CREATE TABLE agent_connections (
     PRIMARY KEY (agent_id, node)
 );
 "#,
+    r#"
+CREATE TABLE webhooks (
+    id UUID PRIMARY KEY,
+    account_id UUID NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_until BIGINT,
+    body TEXT NOT NULL
+);
+CREATE INDEX webhooks_account ON webhooks (account_id, id);
+CREATE TABLE webhook_deliveries (
+    id UUID PRIMARY KEY,
+    account_id UUID NOT NULL,
+    webhook_id UUID NOT NULL,
+    event_id UUID NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt_count BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    lease_until BIGINT,
+    created_at BIGINT NOT NULL,
+    attempts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (webhook_id, event_id);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, id);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

@@ -18,11 +18,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{
-    entry_id, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
+    entry_id, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob,
+    SdkSession, WebhookSecrets,
 };
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
+use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;
 
@@ -97,6 +99,36 @@ fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
         conversation_id: row.get(3)?,
         occurred_at: Timestamp::from_millis(row.get(4)?),
         json: Arc::from(json),
+    })
+}
+
+/// Due, unleased deliveries, at most `per_endpoint` (?2) in flight per endpoint, oldest first.
+const CLAIM_CANDIDATES_SQLITE: &str = "
+    WITH inflight AS (
+        SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries
+        WHERE status = 'pending' AND lease_until > ?1 GROUP BY webhook_id
+    ), ranked AS (
+        SELECT id, webhook_id, next_attempt_at,
+               ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn
+        FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+    )
+    SELECT r.id FROM ranked r LEFT JOIN inflight i ON i.webhook_id = r.webhook_id
+    WHERE r.rn <= ?2 - COALESCE(i.n, 0) ORDER BY r.next_attempt_at LIMIT ?3";
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, status, next_attempt_at, created_at, attempts";
+
+fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = row.get(4)?;
+    Ok(Delivery {
+        id: row.get(0)?,
+        webhook_id: row.get(1)?,
+        event_id: row.get(2)?,
+        event_type: row.get(3)?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+        next_attempt_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+        created_at: Timestamp::from_millis(row.get(6)?),
+        attempts: doc(row, 7)?,
     })
 }
 
@@ -379,6 +411,53 @@ impl<T: HasConn> Reads for T {
             .query_row(params![agent, node, now.millis()], |_| Ok(()))
             .optional()?
             .is_some())
+    }
+
+    fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
+        one_doc(self.conn(), "SELECT body FROM webhooks WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>> {
+        page_of(self.conn(), "webhooks", account, page)
+    }
+
+    fn webhook_secrets(&self, account: Uuid, id: Uuid) -> R<Option<WebhookSecrets>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT secret, previous_secret, previous_until FROM webhooks WHERE id = ?1 AND account_id = ?2",
+            )?
+            .query_row(params![id, account], |r| {
+                let previous: Option<String> = r.get(1)?;
+                let until: Option<i64> = r.get(2)?;
+                Ok(WebhookSecrets { current: r.get(0)?, previous: previous.zip(until.map(Timestamp::from_millis)) })
+            })
+            .optional()?)
+    }
+
+    fn deliveries(
+        &self,
+        account: Uuid,
+        webhook: Uuid,
+        status: Option<DeliveryStatus>,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> R<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE account_id = ?1 AND webhook_id = ?2
+             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows =
+            stmt.query_map(params![account, webhook, status.map(|s| s.as_str()), before, limit as i64], delivery_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delivery(&self, account: Uuid, webhook: Uuid, id: Uuid) -> R<Option<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?1 AND account_id = ?2 AND webhook_id = ?3"
+        );
+        Ok(self.conn().prepare_cached(&sql)?.query_row(params![id, account, webhook], delivery_row).optional()?)
     }
 
     fn receipts(&self, consumer: &str, account: Uuid) -> R<Vec<(i64, String)>> {
@@ -672,6 +751,135 @@ impl Tx for WriteConn<'_> {
     fn drop_agent_connection(&mut self, agent: Uuid, node: &str) -> R<()> {
         self.db.execute("DELETE FROM agent_connections WHERE agent_id = ?1 AND node = ?2", params![agent, node])?;
         Ok(())
+    }
+
+    fn put_webhook(&mut self, account: Uuid, webhook: &Webhook) -> R<()> {
+        self.db.execute(
+            "INSERT INTO webhooks (id, account_id, secret, body) VALUES (?1, ?2, '', ?3)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            params![webhook.id, account, to_doc(webhook)?],
+        )?;
+        Ok(())
+    }
+
+    fn set_webhook_secret(
+        &mut self,
+        account: Uuid,
+        id: Uuid,
+        secret: &str,
+        previous_until: Option<Timestamp>,
+    ) -> R<()> {
+        self.db.execute(
+            "UPDATE webhooks SET previous_secret = CASE WHEN ?4 IS NULL THEN NULL ELSE secret END,
+                previous_until = ?4, secret = ?3 WHERE id = ?1 AND account_id = ?2",
+            params![id, account, secret, previous_until.map(Timestamp::millis)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_webhook(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        let deleted =
+            self.db.execute("DELETE FROM webhooks WHERE id = ?1 AND account_id = ?2", params![id, account])?;
+        if deleted > 0 {
+            self.db.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?1", [id])?;
+        }
+        Ok(deleted > 0)
+    }
+
+    fn insert_delivery(
+        &mut self,
+        account: Uuid,
+        webhook: Uuid,
+        event_id: Uuid,
+        event_type: &str,
+        payload: &str,
+    ) -> R<Option<Uuid>> {
+        let id = Uuid::now_v7();
+        let inserted = self
+            .db
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_type, payload, status,
+                    next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![id, account, webhook, event_id, event_type, payload, self.now.millis()])?;
+        Ok((inserted > 0).then_some(id))
+    }
+
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        per_endpoint: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> R<Vec<ClaimedDelivery>> {
+        let candidates: Vec<Uuid> = {
+            let mut stmt = self.db.prepare_cached(CLAIM_CANDIDATES_SQLITE)?;
+            let rows = stmt.query_map(params![now.millis(), per_endpoint, limit as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut claimed = Vec::with_capacity(candidates.len());
+        let mut stmt = self.db.prepare_cached(
+            "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1 AND status = 'pending'
+             AND (lease_until IS NULL OR lease_until <= ?3)
+             RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
+        )?;
+        for id in candidates {
+            let row = stmt
+                .query_row(params![id, now.millis() + lease_ms, now.millis()], |r| {
+                    Ok(ClaimedDelivery {
+                        id: r.get(0)?,
+                        account_id: r.get(1)?,
+                        webhook_id: r.get(2)?,
+                        event_id: r.get(3)?,
+                        payload: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })
+                .optional()?;
+            claimed.extend(row);
+        }
+        Ok(claimed)
+    }
+
+    fn record_attempt(
+        &mut self,
+        id: Uuid,
+        attempt: &Attempt,
+        status: DeliveryStatus,
+        next: Option<Timestamp>,
+    ) -> R<()> {
+        let attempts: Option<String> = self
+            .db
+            .prepare_cached("SELECT attempts FROM webhook_deliveries WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(attempts) = attempts else { return Ok(()) };
+        let mut list: Vec<Attempt> = serde_json::from_str(&attempts)?;
+        list.push(attempt.clone());
+        self.db
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET attempts = ?2, attempt_count = ?3, status = ?4, next_attempt_at = ?5,
+                    lease_until = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, to_doc(&list)?, list.len() as i64, status.as_str(), next.map(Timestamp::millis)])?;
+        Ok(())
+    }
+
+    fn retry_delivery(&mut self, account: Uuid, webhook: Uuid, id: Uuid, now: Timestamp) -> R<bool> {
+        Ok(self.db.execute(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?4, lease_until = NULL
+             WHERE id = ?1 AND account_id = ?2 AND webhook_id = ?3",
+            params![id, account, webhook, now.millis()],
+        )? > 0)
+    }
+
+    fn fail_pending_deliveries(&mut self, webhook: Uuid) -> R<u64> {
+        Ok(self.db.execute(
+            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
+             WHERE webhook_id = ?1 AND status = 'pending'",
+            [webhook],
+        )? as u64)
     }
 
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()> {

@@ -169,6 +169,34 @@ CREATE TABLE agent_connections (
     PRIMARY KEY (agent_id, node)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE webhooks (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_until INTEGER,
+    body TEXT NOT NULL
+);
+CREATE INDEX webhooks_account ON webhooks (account_id, id);
+CREATE TABLE webhook_deliveries (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    webhook_id BLOB NOT NULL,
+    event_id BLOB NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_until INTEGER,
+    created_at INTEGER NOT NULL,
+    attempts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (webhook_id, event_id);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, id);
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
