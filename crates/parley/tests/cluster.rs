@@ -5,6 +5,8 @@
 //! Needs `PARLEY_TEST_POSTGRES_URL` and `PARLEY_TEST_NATS_URL`; without them it says so and
 //! skips. With them set, an unreachable service fails the test.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -349,4 +351,44 @@ async fn an_agent_connected_to_any_node_stays_online() {
         assert!(Instant::now() < deadline, "the agent never went offline");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn with_two_nodes_each_event_is_delivered_once_per_endpoint() {
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_webhooks");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = ["--webhook-allow-http", "--webhook-allow-private"];
+    let a = start(&db, &nats, dir.path(), "a", &flags);
+    let b = start(&db, &nats, dir.path(), "b", &flags);
+    let (hook, rx) = common::Receiver::start().await;
+    let (client, _, c) = setup(&a).await;
+    client.call(&a.url, reqwest::Method::POST, "/v1/webhooks", json!({"url": hook, "event_types": ["*"]})).await;
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        say(&client, node, &c, &format!("m{i}")).await;
+    }
+    let log: Value = client.call(&b.url, reqwest::Method::GET, "/v1/log?limit=1000", json!(null)).await;
+    let messages: Vec<String> = log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "message_received")
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(messages.len(), 20);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let delivered = rx.delivered();
+        if messages.iter().all(|id| delivered.contains_key(id)) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every message event was delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = rx.delivered();
+    assert!(delivered.values().all(|n| *n == 1), "an event was delivered more than once: {delivered:?}");
+    let attempts = rx.seen.lock().expect("lock").len();
+    assert_eq!(attempts, delivered.len(), "one attempt per event, from one node");
 }

@@ -203,7 +203,8 @@ pub fn start(
 async fn deliver_forever(store: Arc<dyn Store>, sender: Arc<Sender>, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let config = sender.config.clone();
-    let lease_ms = config.timeout.as_millis() as i64 + 10_000;
+    // A claim outlives the longest attempt a little; a dead node's claims come back soon after.
+    let lease_ms = config.timeout.as_millis() as i64 + 2_000;
     while !*shutdown.borrow() {
         let per_endpoint = config.per_endpoint.max(1);
         let claimed = store
