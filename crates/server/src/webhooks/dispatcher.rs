@@ -46,7 +46,7 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(15),
             schedule: RetrySchedule::default(),
             policy: TargetPolicy::default(),
-            per_endpoint: 4,
+            per_endpoint: 8,
             failure_window: Duration::from_secs(5 * 24 * 3600),
             poll: Duration::from_millis(100),
         }
@@ -73,6 +73,8 @@ impl Outcome {
 pub struct Sender {
     http: reqwest::Client,
     pub config: WebhookConfig,
+    /// Rung when an attempt ends: its endpoint has room again.
+    room: tokio::sync::Notify,
 }
 
 fn unix_now() -> i64 {
@@ -87,7 +89,7 @@ impl Sender {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
-        Ok(Sender { http, config })
+        Ok(Sender { http, config, room: tokio::sync::Notify::new() })
     }
 
     /// One signed POST of `body` to `url`, never following a redirect, reading at most
@@ -225,13 +227,15 @@ async fn deliver_forever(store: Arc<dyn Store>, sender: Arc<Sender>, mut shutdow
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             let (store, sender) = (store.clone(), sender.clone());
             tokio::spawn(async move {
-                attempt(store, sender, delivery).await;
+                attempt(store, sender.clone(), delivery).await;
                 drop(permit);
+                sender.room.notify_one();
             });
         }
         if idle {
             tokio::select! {
                 _ = tokio::time::sleep(config.poll) => {}
+                _ = sender.room.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

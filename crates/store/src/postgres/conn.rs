@@ -830,43 +830,45 @@ impl Tx for PgConn<'_> {
         limit: usize,
         lease_ms: i64,
     ) -> R<Vec<ClaimedDelivery>> {
-        let candidates: Vec<Uuid> = self
-            .rows(
-                "WITH inflight AS (
-                    SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries
-                    WHERE status = 'pending' AND lease_until > $1 GROUP BY webhook_id
-                 ), ranked AS (
-                    SELECT id, webhook_id, next_attempt_at,
-                           ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn
-                    FROM webhook_deliveries
-                    WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-                 )
-                 SELECT r.id FROM ranked r LEFT JOIN inflight i ON i.webhook_id = r.webhook_id
-                 WHERE r.rn <= $2 - COALESCE(i.n, 0) ORDER BY r.next_attempt_at LIMIT $3",
-                &[&now.millis(), &per_endpoint, &(limit as i64)],
-            )?
-            .iter()
-            .map(|r| Ok(r.try_get(0)?))
-            .collect::<R<_>>()?;
-        // Re-checked under the row lock: of two nodes claiming one delivery, one gets it.
-        self.rows(
-            "UPDATE webhook_deliveries SET lease_until = $2 WHERE id = ANY($1) AND status = 'pending'
-             AND (lease_until IS NULL OR lease_until <= $3)
-             RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
-            &[&candidates, &(now.millis() + lease_ms), &now.millis()],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(ClaimedDelivery {
-                id: r.try_get(0)?,
-                account_id: r.try_get(1)?,
-                webhook_id: r.try_get(2)?,
-                event_id: r.try_get(3)?,
-                payload: r.try_get(4)?,
-                attempts: r.try_get(5)?,
-            })
-        })
-        .collect()
+        // Endpoint by endpoint, through the queue indexes; SKIP LOCKED so nodes claiming at
+        // once take different deliveries.
+        let webhooks: Vec<Uuid> =
+            self.rows("SELECT id FROM webhooks", &[])?.iter().map(|r| Ok(r.try_get(0)?)).collect::<R<_>>()?;
+        let mut claimed = Vec::new();
+        for webhook in webhooks {
+            if claimed.len() >= limit {
+                break;
+            }
+            let inflight: i64 = self
+                .scalar(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' AND lease_until > $2",
+                    &[&webhook, &now.millis()],
+                )?
+                .unwrap_or(0);
+            let room = (per_endpoint - inflight).min((limit - claimed.len()) as i64);
+            if room <= 0 {
+                continue;
+            }
+            let rows = self.rows(
+                "UPDATE webhook_deliveries SET lease_until = $4 WHERE id IN (
+                    SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending'
+                    AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2)
+                    ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
+                &[&webhook, &now.millis(), &room, &(now.millis() + lease_ms)],
+            )?;
+            for r in &rows {
+                claimed.push(ClaimedDelivery {
+                    id: r.try_get(0)?,
+                    account_id: r.try_get(1)?,
+                    webhook_id: r.try_get(2)?,
+                    event_id: r.try_get(3)?,
+                    payload: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                });
+            }
+        }
+        Ok(claimed)
     }
 
     fn record_attempt(

@@ -166,6 +166,11 @@ CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (webhook_id, 
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 CREATE INDEX webhook_deliveries_list ON webhook_deliveries (webhook_id, id);
 "#,
+    r#"
+CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (webhook_id, status, next_attempt_at);
+CREATE INDEX webhook_deliveries_inflight ON webhook_deliveries (webhook_id, status, lease_until);
+DROP INDEX webhook_deliveries_due;
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

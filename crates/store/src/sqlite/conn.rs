@@ -102,20 +102,6 @@ fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
     })
 }
 
-/// Due, unleased deliveries, at most `per_endpoint` (?2) in flight per endpoint, oldest first.
-const CLAIM_CANDIDATES_SQLITE: &str = "
-    WITH inflight AS (
-        SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries
-        WHERE status = 'pending' AND lease_until > ?1 GROUP BY webhook_id
-    ), ranked AS (
-        SELECT id, webhook_id, next_attempt_at,
-               ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn
-        FROM webhook_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-    )
-    SELECT r.id FROM ranked r LEFT JOIN inflight i ON i.webhook_id = r.webhook_id
-    WHERE r.rn <= ?2 - COALESCE(i.n, 0) ORDER BY r.next_attempt_at LIMIT ?3";
-
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, status, next_attempt_at, created_at, attempts";
 
 fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
@@ -813,31 +799,47 @@ impl Tx for WriteConn<'_> {
         limit: usize,
         lease_ms: i64,
     ) -> R<Vec<ClaimedDelivery>> {
-        let candidates: Vec<Uuid> = {
-            let mut stmt = self.db.prepare_cached(CLAIM_CANDIDATES_SQLITE)?;
-            let rows = stmt.query_map(params![now.millis(), per_endpoint, limit as i64], |r| r.get(0))?;
+        // Endpoint by endpoint, through the queue indexes: each gets what room it has left.
+        let webhooks: Vec<Uuid> = {
+            let mut stmt = self.db.prepare_cached("SELECT id FROM webhooks")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        let mut claimed = Vec::with_capacity(candidates.len());
-        let mut stmt = self.db.prepare_cached(
-            "UPDATE webhook_deliveries SET lease_until = ?2 WHERE id = ?1 AND status = 'pending'
-             AND (lease_until IS NULL OR lease_until <= ?3)
-             RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
-        )?;
-        for id in candidates {
-            let row = stmt
-                .query_row(params![id, now.millis() + lease_ms, now.millis()], |r| {
-                    Ok(ClaimedDelivery {
-                        id: r.get(0)?,
-                        account_id: r.get(1)?,
-                        webhook_id: r.get(2)?,
-                        event_id: r.get(3)?,
-                        payload: r.get(4)?,
-                        attempts: r.get(5)?,
-                    })
+        let mut claimed = Vec::new();
+        for webhook in webhooks {
+            if claimed.len() >= limit {
+                break;
+            }
+            let inflight: i64 = self
+                .db
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending' AND lease_until > ?2",
+                )?
+                .query_row(params![webhook, now.millis()], |r| r.get(0))?;
+            let room = (per_endpoint - inflight).min((limit - claimed.len()) as i64);
+            if room <= 0 {
+                continue;
+            }
+            let mut stmt = self.db.prepare_cached(
+                "UPDATE webhook_deliveries SET lease_until = ?4 WHERE id IN (
+                    SELECT id FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending'
+                    AND next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until <= ?2)
+                    ORDER BY next_attempt_at LIMIT ?3)
+                 RETURNING id, account_id, webhook_id, event_id, payload, attempt_count",
+            )?;
+            let rows = stmt.query_map(params![webhook, now.millis(), room, now.millis() + lease_ms], |r| {
+                Ok(ClaimedDelivery {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    webhook_id: r.get(2)?,
+                    event_id: r.get(3)?,
+                    payload: r.get(4)?,
+                    attempts: r.get(5)?,
                 })
-                .optional()?;
-            claimed.extend(row);
+            })?;
+            for row in rows {
+                claimed.push(row?);
+            }
         }
         Ok(claimed)
     }
