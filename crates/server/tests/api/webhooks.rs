@@ -60,6 +60,7 @@ async fn receive(State(rx): State<Receiver>, uri: Uri, headers: HeaderMap, body:
             (Http::OK, "late").into_response()
         }
         "/redirect" => (Http::FOUND, [("location", "/ok")], "").into_response(),
+        "/down" => (Http::INTERNAL_SERVER_ERROR, "down").into_response(),
         _ => (Http::OK, "thanks").into_response(),
     }
 }
@@ -277,4 +278,35 @@ async fn targets_must_be_https_and_external_unless_allowed() {
         .admin(Method::POST, "/v1/webhooks", Some(json!({"url": "https://example.com/x", "event_types": ["nope"]})))
         .await;
     assert_eq!((status, problem["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("event_types[0]")));
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
+    // The window is five days in production; here 0.5 s against a 0.3 s retry schedule.
+    let srv = TestServer::start_with(|c| c.webhooks.failure_window = Duration::from_millis(500)).await;
+    let scene = Scene::new(&srv).await;
+    let (base, rx) = receiver().await;
+    let (down, _) = subscribe(&scene, &format!("{base}/down"), json!(["conversation_created"])).await;
+    scene.conversation().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, webhook) = scene.admin(Method::GET, &format!("/v1/webhooks/{down}"), None).await;
+        if webhook["enabled"] == false {
+            assert_eq!(webhook["disabled_reason"], "failing");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never disabled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let attempts = rx.at("/down").len();
+    assert!((2..=4).contains(&attempts), "disabled after the window, not before: {attempts} attempts");
+    let disabled = scene.log_all("type=webhook_endpoint_disabled", 100).await;
+    assert_eq!(disabled[0]["data"]["reason"], "failing");
+    let (_, failed) = scene.admin(Method::GET, &format!("/v1/webhooks/{down}/deliveries?status=failed"), None).await;
+    assert_eq!(failed["data"].as_array().expect("data").len(), 1, "its pending delivery ended as failed");
+    // Re-enabled by the admin, it gets new events again.
+    scene.admin(Method::PATCH, &format!("/v1/webhooks/{down}"), Some(json!({"enabled": true}))).await;
+    scene.conversation().await;
+    rx.wait_for("/down", attempts + 1, Duration::from_secs(5)).await;
+    assert!(rx.at("/down").len() > attempts);
 }
