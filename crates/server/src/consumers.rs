@@ -18,6 +18,11 @@ const BATCH: usize = 200;
 
 pub trait Handler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Whether the account has nothing for this consumer to do (its cursor then just moves to
+    /// the end of the log, without reading it).
+    fn idle(&self, _tx: &dyn Tx, _account: Uuid) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// Applies the effects of one event inside the consumer's transaction.
     fn handle(&self, tx: &mut dyn Tx, entry: &LogEntry) -> Result<(), StoreError>;
 }
@@ -101,6 +106,13 @@ impl Runner {
                     return Ok((false, 0));
                 }
                 let after = tx.cursor(name, account)?;
+                if handler.idle(tx, account)? {
+                    let end = tx.last_seq(account)?;
+                    if end > after {
+                        tx.advance_cursor(name, account, end)?;
+                    }
+                    return Ok((true, 0));
+                }
                 let batch = tx.log(account, &LogQuery { after, limit: BATCH, ..LogQuery::default() })?;
                 for entry in &batch {
                     handler.handle(tx, entry)?;

@@ -177,6 +177,13 @@ impl Handler for FanIn {
         "webhooks"
     }
 
+    /// An account without an enabled webhook has nothing to queue (a new webhook receives
+    /// events from its creation on).
+    fn idle(&self, tx: &dyn Tx, account: Uuid) -> Result<bool, StoreError> {
+        let page = parley_store::Page { after_id: None, limit: 500 };
+        Ok(!tx.webhooks(account, &page)?.iter().any(|w| w.enabled))
+    }
+
     fn handle(&self, tx: &mut dyn Tx, entry: &LogEntry) -> Result<(), StoreError> {
         fan_in(tx, entry).map(|_| ())
     }

@@ -180,16 +180,21 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, sink: &CommitSink, now:
 
 /// Runs one command inside a savepoint; a refusal (or a panic) rolls back only this command.
 fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEntry>) -> Result<Boxed, StoreError> {
-    db.execute_batch("SAVEPOINT command")?;
+    // Prepared once: these run around every command.
+    let step = |sql: &str| -> Result<(), StoreError> {
+        db.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    step("SAVEPOINT command")?;
     let result = {
         let mut tx = WriteConn { db, now, appended: &mut *appended };
         catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
             .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())))
     };
     if result.is_err() {
-        db.execute_batch("ROLLBACK TO command")?;
+        step("ROLLBACK TO command")?;
     }
-    db.execute_batch("RELEASE command")?;
+    step("RELEASE command")?;
     result
 }
 
