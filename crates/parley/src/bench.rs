@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 pub enum Scenario {
     /// C concurrent HTTP clients post text messages into K conversations.
     Ingest,
+    /// The ingest load against a minimal HTTP handler that parses the same JSON and answers
+    /// 201: the ceiling `ingest` is compared with.
+    Baseline,
     /// Messages are posted while W healthy and F failing endpoints on a local receiver
     /// subscribe to them: deliveries/s to the healthy ones and their delay.
     Webhooks,
@@ -71,14 +74,13 @@ fn start_server(args: &BenchArgs) -> Result<Server, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the parley binary: {e}"))?;
     let mut command = Command::new(exe);
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--durability", &args.durability])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--webhook-allow-http", "--webhook-allow-private"])
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    if matches!(args.scenario, Scenario::Baseline) {
+        command.args(["bench-baseline-server", "--listen", "127.0.0.1:0"]);
+    } else {
+        command.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--durability", &args.durability]);
+        command.args(["--webhook-allow-http", "--webhook-allow-private", "--data-dir"]).arg(dir.path().join("data"));
+    }
+    command.env("PARLEY_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
     if let Some(url) = &args.database_url {
         command.args(["--database-url", url]);
     }
@@ -134,7 +136,7 @@ async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Res
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     match args.scenario {
-        Scenario::Ingest => ingest(args).await,
+        Scenario::Ingest | Scenario::Baseline => ingest(args).await,
         Scenario::Webhooks => webhooks(args).await,
     }
 }
@@ -143,12 +145,24 @@ async fn ingest(args: BenchArgs) -> Result<(), String> {
     let server = start_server(&args)?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
     let base = server.url.clone();
-    let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
-    let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
-    let integration =
-        post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
+    let baseline = matches!(args.scenario, Scenario::Baseline);
+    let (key, integration) = if baseline {
+        ("baseline".to_string(), Value::Null)
+    } else {
+        let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
+        let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
+        let integration =
+            post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
+        (key, integration)
+    };
     let mut conversations = Vec::with_capacity(args.conversations);
-    for chunk in (0..args.conversations).collect::<Vec<_>>().chunks(64) {
+    if baseline {
+        for _ in 0..args.conversations {
+            conversations.push(format!("{base}/v1/conversations/{}/messages", parley_core::Uuid::now_v7()));
+        }
+    }
+    let to_make = if baseline { 0 } else { args.conversations };
+    for chunk in (0..to_make).collect::<Vec<_>>().chunks(64) {
         let made = chunk.iter().map(|i| {
             let body = json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}});
             let (http, url, key) = (http.clone(), format!("{base}/v1/conversations"), key.clone());
@@ -205,7 +219,7 @@ async fn ingest(args: BenchArgs) -> Result<(), String> {
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
     let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 100.0).round() / 100.0);
     let result = json!({
-        "scenario": "ingest",
+        "scenario": if baseline { "baseline" } else { "ingest" },
         "machine": machine(),
         "parameters": {
             "clients": args.clients,
@@ -396,4 +410,34 @@ async fn webhooks(args: BenchArgs) -> Result<(), String> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
         .map_err(|e| format!("cannot write {}: {e}", args.out))?;
     Ok(())
+}
+
+/// The baseline's handler: authenticates nothing, parses the request as the real endpoint does
+/// (the message body, with its content validated), and answers 201 with a small JSON body.
+pub async fn baseline_server(listen: std::net::SocketAddr) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Send {
+        content: parley_core::message::Content,
+        #[serde(default)]
+        client_message_id: Option<String>,
+        #[serde(default)]
+        author: Option<Value>,
+    }
+    async fn handle(body: axum::body::Bytes) -> (axum::http::StatusCode, axum::Json<Value>) {
+        match serde_json::from_slice::<Send>(&body) {
+            Ok(send) => match send.content.validate(parley_core::message::AuthorType::Customer, &Default::default()) {
+                Ok(()) => {
+                    (axum::http::StatusCode::CREATED, axum::Json(json!({"id": parley_core::Uuid::now_v7(), "seq": 1})))
+                }
+                Err(e) => (axum::http::StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"detail": e.to_string()}))),
+            },
+            Err(e) => (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"detail": e.to_string()}))),
+        }
+    }
+    let app = axum::Router::new().route("/v1/conversations/{id}/messages", axum::routing::post(handle));
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| e.to_string())?;
+    println!("Parley listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
 }

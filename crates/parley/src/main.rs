@@ -31,6 +31,12 @@ enum Command {
     Migrate(DataArgs),
     /// Measure the server under load (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// The minimal handler `parley bench baseline` compares against (started by the bench).
+    #[command(hide = true)]
+    BenchBaselineServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     /// Manage accounts directly in the data directory.
     Account {
         #[command(subcommand)]
@@ -202,6 +208,7 @@ async fn run(command: Command) -> Result<(), AnyError> {
     match command {
         Command::Serve(args) => serve(args.config()).await,
         Command::Bench(args) => bench::run(args).await.map_err(Into::into),
+        Command::BenchBaselineServer { listen } => bench::baseline_server(listen).await.map_err(Into::into),
         Command::Init(data) => {
             match parley_server::init_data_dir(&data.config()).await? {
                 Some(token) => {
