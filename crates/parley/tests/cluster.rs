@@ -392,3 +392,57 @@ async fn with_two_nodes_each_event_is_delivered_once_per_endpoint() {
     let attempts = rx.seen.lock().expect("lock").len();
     assert_eq!(attempts, delivered.len(), "one attempt per event, from one node");
 }
+
+#[tokio::test]
+async fn typing_crosses_nodes_and_is_never_logged() {
+    use futures_util::{SinkExt, StreamExt};
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_typing");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start(&db, &nats, dir.path(), "a", &[]);
+    let b = start(&db, &nats, dir.path(), "b", &[]);
+    let (client, _, c) = setup(&a).await;
+    let agent = client.call(&a.url, reqwest::Method::POST, "/v1/agents", json!({"name": "Ana"})).await;
+    let key = client
+        .call(
+            &a.url,
+            reqwest::Method::POST,
+            "/v1/api-keys",
+            json!({"name": "ana", "role": "agent", "agent_id": agent["id"]}),
+        )
+        .await["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    // An admin watches on node B; the agent types through node A.
+    let mut watcher = agent_socket(&b, &client.key).await;
+    let subscribe = json!({"type": "subscribe", "conversation_id": [c]}).to_string();
+    watcher.send(tokio_tungstenite::tungstenite::Message::text(subscribe)).await.expect("send");
+    let ana = Client { http: reqwest::Client::new(), key };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut typed = false;
+    while !typed {
+        // Typing is live only: repeat until the watcher's subscription is in place.
+        let resp = ana
+            .http
+            .post(format!("{}/v1/conversations/{c}/typing", a.url))
+            .bearer_auth(&ana.key)
+            .json(&json!({"typing": true}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 204);
+        let frame = tokio::time::timeout(Duration::from_millis(300), watcher.next()).await;
+        if let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) = frame {
+            let frame: Value = serde_json::from_str(text.as_str()).expect("frame");
+            typed = frame["type"] == "typing" && frame["author"]["id"] == agent["id"];
+        }
+        assert!(tokio::time::Instant::now() < deadline, "typing never reached node B");
+    }
+    let log: Value = client.call(&b.url, reqwest::Method::GET, "/v1/log?limit=1000", json!(null)).await;
+    assert!(log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .all(|e| !e["type"].as_str().unwrap_or("").contains("typing")));
+}
