@@ -153,6 +153,7 @@ pub struct Conversation {
     pub first_response_at: Option<Timestamp>,
     pub last_customer_message_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
+    /// When it last entered a queue (kept after assignment, to measure the wait).
     pub queued_at: Option<Timestamp>,
 }
 
@@ -453,7 +454,6 @@ impl Conversation {
         let mut events = Vec::new();
         self.release_assignee(scene, &mut events);
         self.assignee = Some(to);
-        self.queued_at = None;
         events.push(scene.event(
             self.id,
             to.joined_event(),

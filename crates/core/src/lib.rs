@@ -16,6 +16,7 @@ pub mod integration;
 pub mod limits;
 pub mod message;
 pub mod patch;
+pub mod routing;
 pub mod text;
 pub mod time;
 pub mod webhook;

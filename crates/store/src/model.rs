@@ -135,3 +135,13 @@ pub fn entry_id(entry: &LogEntry) -> Result<Uuid, crate::StoreError> {
     }
     Ok(serde_json::from_str::<Id>(&entry.json)?.id)
 }
+
+/// Each conversation's wait from entering the queue (or starting) to its first response, in ms.
+pub fn waits(list: &[parley_core::conversation::Conversation]) -> Vec<i64> {
+    list.iter()
+        .filter_map(|c| {
+            let answered = c.first_response_at?;
+            Some(answered.millis() - c.queued_at.unwrap_or(c.created_at).millis())
+        })
+        .collect()
+}

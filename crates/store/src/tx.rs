@@ -84,6 +84,13 @@ pub trait Reads {
     /// Whether a node other than `node` holds a live connection of the agent at `now`.
     fn agent_connected_elsewhere(&self, agent: Uuid, node: &str, now: Timestamp) -> R<bool>;
 
+    /// The conversations waiting for a human (open, unassigned), in queue order: by group,
+    /// then priority (highest first), then the time they were queued.
+    fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>>;
+    /// A group's waits (queued → first response) of the conversations first answered since
+    /// `since`, in milliseconds.
+    fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>>;
+
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>>;
     fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>>;
     fn webhook_secrets(&self, account: Uuid, id: Uuid) -> R<Option<WebhookSecrets>>;

@@ -9,6 +9,7 @@ mod groups;
 mod integrations;
 mod log;
 mod messages;
+mod queue;
 mod sdk;
 mod signing_keys;
 mod system;
@@ -42,6 +43,7 @@ pub fn api() -> Api {
     let api = sdk::routes(api);
     let api = sockets(api);
     let api = webhooks::routes(api);
+    let api = queue::routes(api);
     log::routes(api)
 }
 

@@ -11,6 +11,7 @@ mod isolation;
 mod lifecycle;
 mod log;
 mod openapi;
+mod queue;
 mod restart;
 mod sdk;
 mod sockets;

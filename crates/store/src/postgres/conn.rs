@@ -440,6 +440,23 @@ impl Reads for PgConn<'_> {
             .is_empty())
     }
 
+    fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>> {
+        self.guard(account)?;
+        self.docs(
+            "SELECT body FROM conversations WHERE account_id = $1 AND status = 'open' AND assignee_id IS NULL
+             ORDER BY group_id, priority DESC, queued_at, id LIMIT $2",
+            &[&account, &(limit as i64)],
+        )
+    }
+
+    fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
+        let list: Vec<Conversation> = self.docs(
+            "SELECT body FROM conversations WHERE account_id = $1 AND group_id = $2 AND first_response_at >= $3",
+            &[&account, &group, &since.millis()],
+        )?;
+        Ok(crate::model::waits(&list))
+    }
+
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
         self.one_doc("SELECT body FROM webhooks WHERE id = $1 AND account_id = $2", &[&id, &account])
     }
@@ -575,9 +592,10 @@ impl Tx for PgConn<'_> {
         let queued = c.queued_at.map(Timestamp::millis);
         self.exec(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
-                priority, queued_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                priority, queued_at, body, first_response_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+                first_response_at = excluded.first_response_at,
                 assignee_id = excluded.assignee_id, group_id = excluded.group_id, priority = excluded.priority,
                 queued_at = excluded.queued_at, body = excluded.body",
             &[
@@ -591,6 +609,7 @@ impl Tx for PgConn<'_> {
                 &c.priority,
                 &queued,
                 &to_doc(c)?,
+                &c.first_response_at.map(Timestamp::millis),
             ],
         )?;
         self.exec("DELETE FROM conversation_tags WHERE conversation_id = $1", &[&c.id])?;

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{
-    entry_id, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob,
-    SdkSession, WebhookSecrets,
+    entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef,
+    ScheduledJob, SdkSession, WebhookSecrets,
 };
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
@@ -399,6 +399,24 @@ impl<T: HasConn> Reads for T {
             .is_some())
     }
 
+    fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>> {
+        docs(
+            self.conn(),
+            "SELECT body FROM conversations WHERE account_id = ?1 AND status = 'open' AND assignee_id IS NULL
+             ORDER BY group_id, priority DESC, queued_at, id LIMIT ?2",
+            &[&account, &(limit as i64)],
+        )
+    }
+
+    fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
+        let list: Vec<Conversation> = docs(
+            self.conn(),
+            "SELECT body FROM conversations WHERE account_id = ?1 AND group_id = ?2 AND first_response_at >= ?3",
+            &[&account, &group, &since.millis()],
+        )?;
+        Ok(waits(&list))
+    }
+
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
         one_doc(self.conn(), "SELECT body FROM webhooks WHERE id = ?1 AND account_id = ?2", &[&id, &account])
     }
@@ -535,10 +553,10 @@ impl Tx for WriteConn<'_> {
         self.db
             .prepare_cached(
                 "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
-                    priority, queued_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    priority, queued_at, body, first_response_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
-                    assignee_id = excluded.assignee_id,
+                    first_response_at = excluded.first_response_at, assignee_id = excluded.assignee_id,
                     group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
                     body = excluded.body",
             )?
@@ -552,7 +570,8 @@ impl Tx for WriteConn<'_> {
                 c.group_id,
                 c.priority,
                 c.queued_at.map(Timestamp::millis),
-                to_doc(c)?
+                to_doc(c)?,
+                c.first_response_at.map(Timestamp::millis)
             ])?;
         // Tags are few per conversation: replace the set.
         self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;

@@ -202,6 +202,11 @@ CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (webhook_id, status,
 CREATE INDEX webhook_deliveries_inflight ON webhook_deliveries (webhook_id, status, lease_until);
 DROP INDEX webhook_deliveries_due;
 "#,
+    r#"
+ALTER TABLE conversations ADD COLUMN first_response_at INTEGER;
+CREATE INDEX conversations_first_response ON conversations (account_id, group_id, first_response_at);
+CREATE INDEX conversations_queue ON conversations (account_id, status, assignee_id, priority, queued_at);
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
