@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,43 +29,15 @@ fn services() -> Option<(String, String)> {
     }
 }
 
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Node;
 
 fn start(db: &str, nats: &str, dir: &std::path::Path, name: &str, extra: &[&str]) -> Node {
     let data = dir.join(name);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db, "--nats-url", nats])
-        .args(["--admin-token", ADMIN, "--node-id", name, "--data-dir"])
-        .arg(&data)
-        .args(extra)
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("parley serve starts");
-    let stdout = child.stdout.take();
-    // Owned by a Node from here on, so a failure below still kills and reaps the process.
-    let mut node = Node { child, url: String::new() };
-    let mut lines = BufReader::new(stdout.expect("stdout")).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "node {name} printed no URL");
-        let line = lines.next().expect("node output").expect("readable");
-        if let Some(url) = line.strip_prefix("Parley listening on ") {
-            node.url = url.to_string();
-            return node;
-        }
-    }
+    let fixed = ["--database-url", db, "--nats-url", nats, "--admin-token", ADMIN, "--node-id", name, "--data-dir"];
+    let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(std::ffi::OsStr::new).collect();
+    args.push(data.as_os_str());
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    common::serve(&args)
 }
 
 struct Client {

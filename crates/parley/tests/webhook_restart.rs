@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Receiver;
@@ -12,37 +10,28 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "restart-test-admin-token";
 
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> (Node, String) {
+fn serve(data: &std::path::Path) -> (common::Node, String) {
     let retries: Vec<String> =
         std::iter::once("0".to_string()).chain(std::iter::repeat_n("300".to_string(), 40)).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--durability", "normal"])
-        .args(["--webhook-allow-http", "--webhook-allow-private", "--webhook-timeout-secs", "1"])
-        .args(["--webhook-retry-ms", &retries.join(",")])
-        .arg("--data-dir")
-        .arg(data)
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("parley serve starts");
-    let stdout = child.stdout.take();
-    let node = Node(child);
-    for line in BufReader::new(stdout.expect("stdout")).lines() {
-        if let Some(url) = line.expect("readable").strip_prefix("Parley listening on ") {
-            return (node, url.to_string());
-        }
-    }
-    panic!("the server printed no URL");
+    let retries = retries.join(",");
+    let fixed = [
+        "--admin-token",
+        ADMIN,
+        "--durability",
+        "normal",
+        "--webhook-allow-http",
+        "--webhook-allow-private",
+        "--webhook-timeout-secs",
+        "1",
+        "--webhook-retry-ms",
+        &retries,
+        "--data-dir",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = fixed.iter().map(std::ffi::OsStr::new).collect();
+    args.push(data.as_os_str());
+    let node = common::serve(&args);
+    let url = node.url.clone();
+    (node, url)
 }
 
 async fn call(http: &reqwest::Client, token: &str, method: reqwest::Method, url: String, body: Value) -> Value {
@@ -98,8 +87,8 @@ async fn pending_deliveries_survive_sigkill_and_restart() {
         assert!(Instant::now() < deadline, "no attempts before the kill");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    node.0.kill().expect("SIGKILL");
-    let _ = node.0.wait();
+    node.child.kill().expect("SIGKILL");
+    let _ = node.child.wait();
     assert!(rx.delivered().is_empty());
 
     rx.refusing.store(false, std::sync::atomic::Ordering::SeqCst);

@@ -42,3 +42,41 @@ impl Receiver {
         out
     }
 }
+
+/// A `parley serve` child process, killed and reaped when dropped.
+pub struct Node {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `parley serve --listen 127.0.0.1:0` with `args` and waits for the URL it prints.
+pub fn serve(args: &[&std::ffi::OsStr]) -> Node {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("PARLEY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("parley serve starts");
+    let stdout = child.stdout.take();
+    // Owned by a Node from here on, so a failure below still kills and reaps the process.
+    let mut node = Node { child, url: String::new() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for line in BufReader::new(stdout.expect("stdout")).lines() {
+        assert!(std::time::Instant::now() < deadline, "the node printed no URL in time");
+        if let Some(url) = line.expect("readable").strip_prefix("Parley listening on ") {
+            node.url = url.to_string();
+            return node;
+        }
+    }
+    panic!("the node exited before listening");
+}
