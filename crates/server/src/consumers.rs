@@ -23,8 +23,8 @@ pub trait Handler: Send + Sync + 'static {
     fn idle(&self, _tx: &dyn Tx, _account: Uuid) -> Result<bool, StoreError> {
         Ok(false)
     }
-    /// Applies the effects of one event inside the consumer's transaction.
-    fn handle(&self, tx: &mut dyn Tx, entry: &LogEntry) -> Result<(), StoreError>;
+    /// Applies the effects of a batch of one account's events inside the consumer's transaction.
+    fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError>;
 }
 
 #[derive(Clone)]
@@ -114,8 +114,8 @@ impl Runner {
                     return Ok((true, 0));
                 }
                 let batch = tx.log(account, &LogQuery { after, limit: BATCH, ..LogQuery::default() })?;
-                for entry in &batch {
-                    handler.handle(tx, entry)?;
+                if !batch.is_empty() {
+                    handler.handle(tx, account, &batch)?;
                 }
                 if let Some(last) = batch.last() {
                     tx.advance_cursor(name, account, last.seq)?;
@@ -137,9 +137,11 @@ impl Handler for Audit {
         "audit"
     }
 
-    fn handle(&self, tx: &mut dyn Tx, entry: &LogEntry) -> Result<(), StoreError> {
-        if !tx.insert_receipt(self.name(), entry, &self.node)? {
-            tracing::error!(seq = entry.seq, "an event was handled twice by the audit consumer");
+    fn handle(&self, tx: &mut dyn Tx, _account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError> {
+        for entry in batch {
+            if !tx.insert_receipt(self.name(), entry, &self.node)? {
+                tracing::error!(seq = entry.seq, "an event was handled twice by the audit consumer");
+            }
         }
         Ok(())
     }

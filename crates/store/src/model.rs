@@ -20,6 +20,20 @@ pub struct LogEntry {
     pub json: Arc<str>,
 }
 
+impl LogEntry {
+    /// The entry of a stamped event and its serialised envelope.
+    pub fn of(event: &parley_core::event::Event, json: Arc<str>) -> Self {
+        LogEntry {
+            account_id: event.account_id,
+            seq: event.seq,
+            event_type: event.event_type,
+            conversation_id: event.conversation_id,
+            occurred_at: event.occurred_at,
+            json,
+        }
+    }
+}
+
 /// A read of the log: every filter of `GET /v1/log`.
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {

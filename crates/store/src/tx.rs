@@ -59,8 +59,8 @@ pub trait Reads {
     /// A page of messages in ascending `seq` order.
     fn messages(&self, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>>;
     fn read_position(&self, conversation: Uuid, reader: ReaderRef) -> R<i64>;
-    /// Messages after `seq` written by anyone but `reader`.
-    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64>;
+    /// Messages after `reader`'s read position written by anyone but `reader`.
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef) -> R<i64>;
 
     /// A page of the log, ascending by `seq`.
     fn log(&self, account: Uuid, query: &LogQuery) -> R<Vec<LogEntry>>;
@@ -139,7 +139,6 @@ pub trait Tx: Reads {
     fn claim_due(&mut self, now: Timestamp, limit: usize, lease_secs: i64) -> R<Vec<ScheduledJob>>;
     /// Removes a finished job; answers whether it existed.
     fn complete_job(&mut self, id: Uuid) -> R<bool>;
-    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64>;
 
     fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()>;
     fn delete_signing_key(&mut self, account: Uuid, integration: Uuid, kid: &str) -> R<bool>;

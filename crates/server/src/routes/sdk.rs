@@ -232,8 +232,7 @@ fn reader(session: &SdkSession) -> ReaderRef {
 }
 
 fn customer_view(r: &dyn Reads, session: &SdkSession, c: Conversation) -> Result<CustomerConversation, StoreError> {
-    let last_read = r.read_position(c.id, reader(session))?;
-    let unread_count = r.count_unread(c.id, reader(session), last_read)?;
+    let unread_count = r.count_unread(c.id, reader(session))?;
     Ok(CustomerConversation {
         id: c.id,
         integration_id: c.integration_id,

@@ -184,8 +184,8 @@ impl Handler for FanIn {
         Ok(!tx.webhooks(account, &page)?.iter().any(|w| w.enabled))
     }
 
-    fn handle(&self, tx: &mut dyn Tx, entry: &LogEntry) -> Result<(), StoreError> {
-        fan_in(tx, entry).map(|_| ())
+    fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError> {
+        fan_in(tx, account, batch).map(|_| ())
     }
 }
 

@@ -137,10 +137,7 @@ impl AgentSocket {
         let count = self
             .ctx
             .store
-            .read(move |r| {
-                let position = r.read_position(conversation, reader)?;
-                r.count_unread(conversation, reader, position)
-            })
+            .read(move |r| r.count_unread(conversation, reader))
             .await
             .map_err(|_| Close::error("store unavailable"))?;
         if out.offer(unread_frame(conversation, count)) {

@@ -144,6 +144,6 @@ pub fn mark_read(
         }
     }
     let last_read_seq = tx.read_position(conversation.id, reader)?;
-    let unread_count = tx.count_unread(conversation.id, reader, last_read_seq)?;
+    let unread_count = tx.count_unread(conversation.id, reader)?;
     Ok(ReadState { last_read_seq, unread_count })
 }

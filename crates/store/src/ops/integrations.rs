@@ -30,7 +30,8 @@ pub fn create_integration(tx: &mut dyn Tx, account: Uuid, input: NewIntegration,
     Ok(integration)
 }
 
-fn live_integration(tx: &dyn Tx, account: Uuid, id: Uuid) -> R<Integration> {
+/// An integration of the account that is not deleted.
+pub(crate) fn live_integration(tx: &dyn Tx, account: Uuid, id: Uuid) -> R<Integration> {
     let integration = found(tx.integration(account, id)?, "integration")?;
     if integration.is_deleted() {
         return Err(crate::StoreError::not_found("integration"));

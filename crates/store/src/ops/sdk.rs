@@ -3,18 +3,15 @@
 
 use parley_core::customer::{Customer, CustomerProfile};
 use parley_core::event::{EventDraft, EventType};
-use parley_core::integration::{Integration, SigningKey, MAX_SIGNING_KEYS};
+use parley_core::integration::{SigningKey, MAX_SIGNING_KEYS};
 use parley_core::{DomainError, Uuid};
 use serde_json::json;
 
+use super::integrations::live_integration;
 use super::R;
 use crate::model::{ConversationFilter, SdkSession};
 use crate::tx::Tx;
 use crate::StoreError;
-
-pub(crate) fn live_integration(tx: &dyn Tx, account: Uuid, id: Uuid) -> R<Integration> {
-    tx.integration(account, id)?.filter(|i| !i.is_deleted()).ok_or_else(|| StoreError::not_found("integration"))
-}
 
 pub fn create_signing_key(
     tx: &mut dyn Tx,

@@ -102,11 +102,12 @@ pub fn payload(event_type: &str, timestamp: Timestamp, event_json: &str) -> Stri
     format!(r#"{{"type":"{event_type}","timestamp":"{timestamp}","data":{event_json}}}"#)
 }
 
-/// Queues `entry` for every endpoint of its account that wants it.
-pub fn fan_in(tx: &mut dyn Tx, entry: &LogEntry) -> R<usize> {
-    let webhooks = tx.webhooks(entry.account_id, &Page { after_id: None, limit: MAX_WEBHOOKS_PER_ACCOUNT as usize })?;
-    let wanted: Vec<&Webhook> = webhooks.iter().filter(|w| w.enabled).collect();
-    if wanted.is_empty() {
+/// Queues each event of one account's batch for every endpoint that wants it (the account's
+/// webhooks are read once for the whole batch).
+pub fn fan_in(tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> R<usize> {
+    let webhooks = tx.webhooks(account, &Page { after_id: None, limit: MAX_WEBHOOKS_PER_ACCOUNT as usize })?;
+    let enabled: Vec<&Webhook> = webhooks.iter().filter(|w| w.enabled).collect();
+    if enabled.is_empty() {
         return Ok(0);
     }
     #[derive(serde::Deserialize)]
@@ -118,14 +119,20 @@ pub fn fan_in(tx: &mut dyn Tx, entry: &LogEntry) -> R<usize> {
     struct Channel {
         integration_id: Uuid,
     }
-    let head: Head = serde_json::from_str(&entry.json)?;
-    let integration = head.channel.map(|c| c.integration_id);
-    let event_type = entry.event_type.as_str();
-    let body = payload(event_type, entry.occurred_at, &entry.json);
     let mut queued = 0;
-    for webhook in wanted.into_iter().filter(|w| w.wants(event_type, integration)) {
-        if tx.insert_delivery(entry.account_id, webhook.id, head.id, event_type, &body)?.is_some() {
-            queued += 1;
+    for entry in batch {
+        let head: Head = serde_json::from_str(&entry.json)?;
+        let integration = head.channel.map(|c| c.integration_id);
+        let event_type = entry.event_type.as_str();
+        let wanting: Vec<&&Webhook> = enabled.iter().filter(|w| w.wants(event_type, integration)).collect();
+        if wanting.is_empty() {
+            continue;
+        }
+        let body = payload(event_type, entry.occurred_at, &entry.json);
+        for webhook in wanting {
+            if tx.insert_delivery(account, webhook.id, head.id, event_type, &body)?.is_some() {
+                queued += 1;
+            }
         }
     }
     Ok(queued)

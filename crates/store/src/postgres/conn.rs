@@ -342,12 +342,14 @@ impl Reads for PgConn<'_> {
             .unwrap_or(0))
     }
 
-    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64> {
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
         Ok(self
             .scalar(
-                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2
-                 AND NOT (author_type = $3 AND author_id IS NOT DISTINCT FROM $4)",
-                &[&conversation, &after_seq, &reader.kind.as_str(), &reader.id],
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1
+                 AND seq > COALESCE((SELECT seq FROM read_positions
+                                     WHERE conversation_id = $1 AND reader_type = $2 AND reader_id = $3), 0)
+                 AND NOT (author_type = $2 AND author_id IS NOT DISTINCT FROM $3)",
+                &[&conversation, &reader.kind.as_str(), &reader.id],
             )?
             .unwrap_or(0))
     }
@@ -668,14 +670,7 @@ impl Tx for PgConn<'_> {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[&account, &seq, &event.id, &event.event_type.as_str(), &at, &event.conversation_id, &&*json],
         )?;
-        self.appended.push(LogEntry {
-            account_id: account,
-            seq,
-            event_type: event.event_type,
-            conversation_id: event.conversation_id,
-            occurred_at: event.occurred_at,
-            json,
-        });
+        self.appended.push(LogEntry::of(&event, json));
         Ok(event)
     }
 
@@ -727,10 +722,6 @@ impl Tx for PgConn<'_> {
 
     fn complete_job(&mut self, id: Uuid) -> R<bool> {
         Ok(self.exec("DELETE FROM schedule WHERE id = $1", &[&id])? > 0)
-    }
-
-    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64> {
-        self.exec("DELETE FROM schedule WHERE kind = $1 AND account_id IS NOT DISTINCT FROM $2", &[&kind, &account])
     }
 
     fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()> {

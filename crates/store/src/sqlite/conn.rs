@@ -291,14 +291,16 @@ impl<T: HasConn> Reads for T {
             .unwrap_or(0))
     }
 
-    fn count_unread(&self, conversation: Uuid, reader: ReaderRef, after_seq: i64) -> R<i64> {
+    fn count_unread(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND seq > ?2
-                 AND NOT (author_type = ?3 AND author_id IS ?4)",
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1
+                 AND seq > COALESCE((SELECT seq FROM read_positions
+                                     WHERE conversation_id = ?1 AND reader_type = ?2 AND reader_id = ?3), 0)
+                 AND NOT (author_type = ?2 AND author_id IS ?3)",
             )?
-            .query_row(params![conversation, after_seq, reader.kind.as_str(), reader.id], |r| r.get(0))?)
+            .query_row(params![conversation, reader.kind.as_str(), reader.id], |r| r.get(0))?)
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
@@ -643,14 +645,7 @@ impl Tx for WriteConn<'_> {
                 event.conversation_id,
                 &*json
             ])?;
-        self.appended.push(LogEntry {
-            account_id: account,
-            seq,
-            event_type: event.event_type,
-            conversation_id: event.conversation_id,
-            occurred_at: event.occurred_at,
-            json,
-        });
+        self.appended.push(LogEntry::of(&event, json));
         Ok(event)
     }
 
@@ -698,10 +693,6 @@ impl Tx for WriteConn<'_> {
 
     fn complete_job(&mut self, id: Uuid) -> R<bool> {
         Ok(self.db.execute("DELETE FROM schedule WHERE id = ?1", [id])? > 0)
-    }
-
-    fn cancel_jobs(&mut self, kind: &str, account: Option<Uuid>) -> R<u64> {
-        Ok(self.db.execute("DELETE FROM schedule WHERE kind = ?1 AND account_id IS ?2", params![kind, account])? as u64)
     }
 
     fn insert_signing_key(&mut self, account: Uuid, integration: Uuid, key: &SigningKey, secret: &str) -> R<()> {
