@@ -72,6 +72,9 @@ pub struct Agent {
     /// The most conversations handled at once.
     pub capacity: i64,
     pub status: AgentStatus,
+    /// When the router last gave it a conversation (none: never); ties go to the idlest.
+    #[serde(default)]
+    pub last_assigned_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -125,6 +128,7 @@ impl Agent {
             email: input.email,
             capacity,
             status: AgentStatus::Offline,
+            last_assigned_at: None,
             created_at: now,
             updated_at: now,
         })

@@ -12,6 +12,7 @@ use crate::event::{Actor, Channel, EventDraft, EventType};
 use crate::integration::Integration;
 use crate::limits::Limits;
 use crate::message::{AuthorType, Content, Message, TextContent};
+use crate::routing::Offer;
 use crate::{DomainError, Timestamp};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
@@ -99,6 +100,14 @@ impl ReplyStatus {
             ReplyStatus::OutgoingLimitReached => "outgoing_limit_reached",
         }
     }
+}
+
+/// How a conversation left the queue for an agent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignedVia {
+    AutoAccept,
+    Accept,
 }
 
 /// The agent or bot handling a conversation.
@@ -253,8 +262,14 @@ impl Conversation {
             && self.ended_at.is_some_and(|ended| now < ended.plus_secs(integration.reopen_window_seconds))
     }
 
-    /// A status change requested through the API (`ended`, `blocked`, `open`).
-    pub fn request_status(&mut self, to: Status, scene: &Scene) -> Result<Vec<EventDraft>, DomainError> {
+    /// A status change requested through the API (`ended`, `blocked`, `open`). `open` puts the
+    /// conversation back in its group's queue, at `back_of_queue` (see [`Conversation::enqueue`]).
+    pub fn request_status(
+        &mut self,
+        to: Status,
+        back_of_queue: i64,
+        scene: &Scene,
+    ) -> Result<Vec<EventDraft>, DomainError> {
         if !matches!(to, Status::Ended | Status::Blocked | Status::Open) {
             return Err(DomainError::invalid("status", "must be one of `ended`, `blocked`, `open`"));
         }
@@ -263,8 +278,39 @@ impl Conversation {
             // Releasing a handled conversation puts it back to wait for a handler.
             self.release_assignee(scene, &mut events);
         }
+        let from = self.status;
         self.move_to(to, scene, &mut events)?;
+        if to == Status::Open {
+            let reason = if matches!(from, Status::Ended | Status::Blocked) { "reopened" } else { "released" };
+            self.enqueue(Some(reason), back_of_queue, scene, &mut events);
+        }
         Ok(events)
+    }
+
+    /// Whether it waits in a queue for a human: open and nobody's.
+    pub fn is_waiting(&self) -> bool {
+        self.status == Status::Open && self.assignee.is_none()
+    }
+
+    /// Puts it at the back of its group's queue (`position`, 1 = next, counted by the caller
+    /// for a conversation queued now) and logs it: `conversation_requested` when it starts
+    /// needing a human (`reason`), then `conversation_queued`, with `initial_routing` true only
+    /// the first time it is ever queued.
+    fn enqueue(&mut self, requested: Option<&str>, position: i64, scene: &Scene, events: &mut Vec<EventDraft>) {
+        let initial_routing = self.queued_at.is_none();
+        self.queued_at = Some(scene.now);
+        if let Some(reason) = requested {
+            events.push(scene.event(
+                self.id,
+                EventType::ConversationRequested,
+                json!({"group_id": self.group_id, "reason": reason}),
+            ));
+        }
+        events.push(scene.event(
+            self.id,
+            EventType::ConversationQueued,
+            json!({"group_id": self.group_id, "initial_routing": initial_routing, "queue_position": position}),
+        ));
     }
 
     fn release_assignee(&mut self, scene: &Scene, events: &mut Vec<EventDraft>) {
@@ -289,6 +335,11 @@ impl Conversation {
             Status::Ended => self.ended_at = Some(scene.now),
             Status::Open | Status::InProgress if from == Status::Ended => self.ended_at = None,
             _ => {}
+        }
+        if to == Status::Open && matches!(from, Status::Ended | Status::Blocked) {
+            // The handler left when it closed (`agent_left` was logged then); a reopened
+            // conversation is a new request for whoever is free.
+            self.assignee = None;
         }
         if to == Status::Blocked || to == Status::Ended {
             self.assignee_leaves_on_close(scene, events);
@@ -338,12 +389,14 @@ impl Conversation {
     }
 
     /// A message from the customer. The caller has already decided, with [`reopens_at`], that
-    /// this conversation (and not a new one) receives it.
+    /// this conversation (and not a new one) receives it. A conversation that starts (or
+    /// starts again) here needs a human and is queued at `back_of_queue`.
     pub fn receive_customer_message(
         &mut self,
         message: &Message,
         customer: &Customer,
         limits: &Limits,
+        back_of_queue: i64,
         scene: &Scene,
     ) -> Result<Vec<EventDraft>, DomainError> {
         message.content.validate(AuthorType::Customer, limits)?;
@@ -361,11 +414,13 @@ impl Conversation {
         }
         self.check_room(limits)?;
         let mut events = Vec::new();
+        let requested = match self.status {
+            Status::Created => Some("customer_message"),
+            Status::Ended => Some("reopened"),
+            _ => None,
+        };
         match self.status {
-            Status::Created | Status::Ended => {
-                self.move_to(Status::Open, scene, &mut events)?;
-                self.queued_at.get_or_insert(scene.now);
-            }
+            Status::Created | Status::Ended => self.move_to(Status::Open, scene, &mut events)?,
             Status::OnHold => self.move_to(Status::InProgress, scene, &mut events)?,
             _ => {}
         }
@@ -377,6 +432,9 @@ impl Conversation {
             EventType::MessageReceived,
             json!({"message": message, "direction": "in", "status": self.status}),
         ));
+        if requested.is_some() && self.is_waiting() {
+            self.enqueue(requested, back_of_queue, scene, &mut events);
+        }
         if let Content::Text(TextContent { text, payload: Some(payload), .. }) = &message.content {
             events.push(scene.event(
                 self.id,
@@ -408,6 +466,7 @@ impl Conversation {
             self.move_to(Status::OnHold, scene, &mut events)?;
         }
         self.messages_count += 1;
+        let first_response = self.first_response_at.is_none();
         self.first_response_at.get_or_insert(scene.now);
         self.updated_at = scene.now;
         events.push(scene.event(
@@ -418,6 +477,7 @@ impl Conversation {
                 "direction": "out",
                 "recipient": {"type": "customer", "id": self.customer_id},
                 "status": self.status,
+                "first_response": first_response,
             }),
         ));
         Ok(events)
@@ -499,13 +559,74 @@ impl Conversation {
         if self.status != Status::Open {
             self.move_to(Status::Open, scene, &mut events)?;
         }
-        events.push(scene.event(
-            self.id,
-            EventType::ConversationQueued,
-            json!({"group_id": group_id, "initial_routing": false, "queue_position": queue_position}),
-        ));
+        // A transfer is never initial routing, even of a conversation that was handled
+        // without ever waiting in a queue.
+        self.queued_at.get_or_insert(scene.now);
+        self.enqueue(None, queue_position, scene, &mut events);
         self.updated_at = scene.now;
         Ok(events)
+    }
+
+    /// The router's assignment from the queue, by auto-accept or by the agent accepting an
+    /// offer (`via`): logged `conversation_assigned`, never `conversation_transferred`.
+    pub fn assign_from_queue(
+        &mut self,
+        agent: &Agent,
+        via: AssignedVia,
+        offer_id: Option<Uuid>,
+        scene: &Scene,
+    ) -> Result<Vec<EventDraft>, DomainError> {
+        if !self.is_waiting() {
+            return Err(DomainError::Conflict {
+                code: "not_waiting",
+                detail: "the conversation no longer waits in a queue".into(),
+            });
+        }
+        let to = Assignee::of(agent);
+        self.assignee = Some(to);
+        let mut events = vec![scene.event(
+            self.id,
+            to.joined_event(),
+            json!({"agent_id": to.id, "type": to.kind, "name": agent.name}),
+        )];
+        events.push(scene.event(
+            self.id,
+            EventType::ConversationAssigned,
+            json!({
+                "assignee": {"type": to.kind, "id": to.id},
+                "agent_id": to.id,
+                "via": via,
+                "group_id": self.group_id,
+                "offer_id": offer_id,
+            }),
+        ));
+        self.move_to(Status::InProgress, scene, &mut events)?;
+        self.updated_at = scene.now;
+        Ok(events)
+    }
+
+    /// `conversation_offered`: the router offers it to an agent until `offer.expires_at`.
+    pub fn offered(&self, offer: &Offer, scene: &Scene) -> EventDraft {
+        scene.event(
+            self.id,
+            EventType::ConversationOffered,
+            json!({
+                "offer_id": offer.id,
+                "agent_id": offer.agent_id,
+                "group_id": offer.group_id,
+                "expires_at": offer.expires_at,
+            }),
+        )
+    }
+
+    /// `conversation_offer_withdrawn`: an offer ended without an assignment (`offer.status`
+    /// says how: declined, expired or withdrawn).
+    pub fn offer_ended(&self, offer: &Offer, scene: &Scene) -> EventDraft {
+        scene.event(
+            self.id,
+            EventType::ConversationOfferWithdrawn,
+            json!({"offer_id": offer.id, "agent_id": offer.agent_id, "reason": offer.status}),
+        )
     }
 
     /// The current handler, or else the group, as `{type, id}` (null when neither).

@@ -53,6 +53,8 @@ event_types! {
     ConversationRequested => "conversation_requested",
     ConversationQueued => "conversation_queued",
     ConversationAssigned => "conversation_assigned",
+    ConversationOffered => "conversation_offered",
+    ConversationOfferWithdrawn => "conversation_offer_withdrawn",
     ConversationTransferred => "conversation_transferred",
     TagsChanged => "tags_changed",
     CustomerUpdated => "customer_updated",

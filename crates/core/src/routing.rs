@@ -38,23 +38,67 @@ pub fn rollup<'a>(statuses: impl IntoIterator<Item = &'a AgentStatus>) -> Rollup
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub agent: Agent,
-    /// Conversations it handles now (`in_progress` or `on_hold`).
+    /// Conversations it handles now, plus offers awaiting its answer (an offer holds a place).
     pub active: i64,
-    /// When it last got a conversation (none: never).
-    pub last_assigned_at: Option<Timestamp>,
+    /// How often the conversation being routed was already offered to it in this queue entry
+    /// (manual accept: an offer not taken moves on to the others first). 0 for auto-accept.
+    pub times_offered: usize,
 }
 
-/// The auto-accept pick: an online human agent with spare capacity who has the fewest active
+/// The router's pick: an online human agent with spare capacity who has the fewest active
 /// conversations; ties go to the longest idle (never assigned counts as idle longest), then to
-/// the lowest id so the choice is stable.
+/// the lowest id so the choice is stable. For an offer, agents who already let this
+/// conversation pass come last, so it goes round the group before anyone sees it twice.
 pub fn pick(candidates: &[Candidate]) -> Option<Uuid> {
     candidates
         .iter()
         .filter(|c| {
             c.agent.kind == AgentKind::Agent && c.agent.status == AgentStatus::Online && c.active < c.agent.capacity
         })
-        .min_by_key(|c| (c.active, c.last_assigned_at.map_or(i64::MIN, Timestamp::millis), c.agent.id))
+        .min_by_key(|c| {
+            (c.times_offered, c.active, c.agent.last_assigned_at.map_or(i64::MIN, Timestamp::millis), c.agent.id)
+        })
         .map(|c| c.agent.id)
+}
+
+/// Where an offer stands. Only `pending` holds the agent's place; accept is the only way an
+/// offer becomes an assignment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferStatus {
+    Pending,
+    Accepted,
+    Declined,
+    Expired,
+    /// The conversation stopped waiting (closed, transferred, assigned otherwise) or the agent
+    /// stopped being able to take it (went away, left the group).
+    Withdrawn,
+}
+
+impl OfferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferStatus::Pending => "pending",
+            OfferStatus::Accepted => "accepted",
+            OfferStatus::Declined => "declined",
+            OfferStatus::Expired => "expired",
+            OfferStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// A manual-accept offer of a waiting conversation to one agent, for a limited time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Offer {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub agent_id: Uuid,
+    pub group_id: Option<Uuid>,
+    pub status: OfferStatus,
+    pub offered_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The queue entry the offer belongs to (the conversation's `queued_at` then).
+    pub queued_at: Option<Timestamp>,
 }
 
 /// How long a group's customers waited for a first response lately.
@@ -107,11 +151,12 @@ mod tests {
                 email: None,
                 capacity,
                 status,
+                last_assigned_at: last.map(Timestamp::from_millis),
                 created_at: Timestamp::from_millis(0),
                 updated_at: Timestamp::from_millis(0),
             },
             active,
-            last_assigned_at: last.map(Timestamp::from_millis),
+            times_offered: 0,
         }
     }
 
@@ -132,6 +177,11 @@ mod tests {
         let mut bot = candidate(9, Online, 0, 5, None);
         bot.agent.kind = AgentKind::Bot;
         assert_eq!(pick(&[bot]), None, "bots are not routed human conversations");
+        let mut passed = candidate(1, Online, 0, 5, None);
+        passed.times_offered = 1;
+        let busier = candidate(2, Online, 3, 5, Some(500));
+        assert_eq!(pick(&[passed.clone(), busier]), Some(Uuid::from_u128(2)), "an offer goes round before repeating");
+        assert_eq!(pick(&[passed]), Some(Uuid::from_u128(1)), "and comes back when nobody else can take it");
     }
 
     #[test]

@@ -134,6 +134,9 @@ struct ServeArgs {
     /// Seconds an agent may have no live connection before becoming offline.
     #[arg(long, env = "PARLEY_PRESENCE_GRACE_SECS", default_value_t = 60)]
     presence_grace_secs: u64,
+    /// Seconds an agent has to accept a manual-accept offer before it moves to the next agent.
+    #[arg(long, env = "PARLEY_OFFER_TIMEOUT_SECS", default_value_t = 30)]
+    offer_timeout_secs: u64,
 }
 
 impl DataArgs {
@@ -173,6 +176,7 @@ impl ServeArgs {
         config.ws_ping = std::time::Duration::from_secs(self.ws_ping_secs.max(1));
         config.ws_outbox = self.ws_outbox.max(16);
         config.presence_grace = std::time::Duration::from_secs(self.presence_grace_secs);
+        config.routing.offer_timeout_ms = self.offer_timeout_secs.max(1).saturating_mul(1000) as i64;
         config
     }
 }

@@ -37,6 +37,7 @@ pub struct Config {
     /// Run the audit consumer (a receipt per event), to verify work claiming across nodes.
     pub audit_consumer: bool,
     pub webhooks: crate::webhooks::WebhookConfig,
+    pub routing: parley_store::ops::routing::RoutingPolicy,
 }
 
 impl Default for Config {
@@ -58,6 +59,7 @@ impl Default for Config {
             lease_secs: 30,
             audit_consumer: false,
             webhooks: crate::webhooks::WebhookConfig::default(),
+            routing: parley_store::ops::routing::RoutingPolicy::default(),
         }
     }
 }

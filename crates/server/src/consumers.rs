@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parley_core::Uuid;
 use parley_store::{LogEntry, LogQuery, Store, StoreError, StoreExt, Tx};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 const BATCH: usize = 200;
 
@@ -34,6 +34,8 @@ pub struct Runner {
     pub node: String,
     pub lease_secs: i64,
     pub poll: Duration,
+    /// Rung when there is work sooner than the next poll.
+    pub wake: Option<Arc<Notify>>,
 }
 
 fn lease_name(consumer: &str, account: Uuid) -> String {
@@ -52,8 +54,15 @@ impl Runner {
                 Ok(()) => {}
                 Err(e) => tracing::warn!(error = %e, consumer = handler.name(), "consumer round failed; retrying"),
             }
+            let woken = async {
+                match &self.wake {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(self.poll) => {}
+                _ = woken => {}
                 _ = shutdown.changed() => {}
             }
         }

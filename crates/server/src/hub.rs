@@ -30,9 +30,16 @@ pub enum Live {
     Typing(Arc<Typing>),
 }
 
+/// Wakes a background worker when an event it cares about commits (on any node).
+struct Watch {
+    wants: fn(&LogEntry) -> bool,
+    notify: Arc<tokio::sync::Notify>,
+}
+
 #[derive(Default)]
 pub struct Hub {
     accounts: Mutex<HashMap<Uuid, broadcast::Sender<Live>>>,
+    watches: Mutex<Vec<Watch>>,
     /// Where this node's live traffic goes to reach other nodes, when there are several.
     fanout: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::fanout::Outgoing>>,
 }
@@ -67,6 +74,23 @@ impl Hub {
         for entry in entries {
             self.send(entry.account_id, Live::Event(Arc::new(entry.clone())));
         }
+        if let Ok(watches) = self.watches.lock() {
+            for watch in watches.iter() {
+                if entries.iter().any(watch.wants) {
+                    // A permit is stored when the worker is busy, so a wake is never lost.
+                    watch.notify.notify_one();
+                }
+            }
+        }
+    }
+
+    /// A notification rung whenever an event `wants` accepts commits.
+    pub fn watch(&self, wants: fn(&LogEntry) -> bool) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut watches) = self.watches.lock() {
+            watches.push(Watch { wants, notify: notify.clone() });
+        }
+        notify
     }
 
     pub fn typing(&self, account: Uuid, typing: Typing) {

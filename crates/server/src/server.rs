@@ -136,6 +136,14 @@ impl RunningServer {
             shutdown_rx.clone(),
         );
 
+        crate::router::start(
+            store.clone(),
+            &hub,
+            node.clone(),
+            config.lease_secs.max(1),
+            config.routing,
+            shutdown_rx.clone(),
+        );
         let (router, openapi) = routes::api().finish();
         let ctx = ApiContext {
             store: store.clone(),
@@ -158,6 +166,7 @@ impl RunningServer {
                 node: node.clone(),
                 lease_secs: config.lease_secs.max(1),
                 poll: std::time::Duration::from_millis(200),
+                wake: None,
             };
             runner.spawn(Arc::new(crate::consumers::Audit { node }), shutdown_rx.clone());
         }

@@ -159,3 +159,25 @@ pub fn waits(list: &[parley_core::conversation::Conversation]) -> Vec<i64> {
         })
         .collect()
 }
+
+/// Which routing offers to read.
+#[derive(Debug, Clone, Copy)]
+pub enum OfferFilter {
+    /// Every offer ever made of a conversation, oldest first.
+    Conversation(Uuid),
+    /// The offers an agent has not answered yet.
+    PendingOfAgent(Uuid),
+    /// Every offer of the account not answered yet.
+    PendingInAccount,
+}
+
+impl OfferFilter {
+    /// The statement's condition and its one optional id argument (beside the account).
+    pub fn condition(self) -> (&'static str, Option<Uuid>) {
+        match self {
+            OfferFilter::Conversation(id) => ("conversation_id = {} ORDER BY id", Some(id)),
+            OfferFilter::PendingOfAgent(id) => ("agent_id = {} AND status = 'pending' ORDER BY id", Some(id)),
+            OfferFilter::PendingInAccount => ("status = 'pending' ORDER BY id", None),
+        }
+    }
+}

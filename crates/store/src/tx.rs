@@ -13,9 +13,10 @@ use parley_core::{Timestamp, Uuid};
 use serde_json::Value;
 
 use crate::model::{
-    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
-    WebhookSecrets,
+    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page, ReaderRef, ScheduledJob,
+    SdkSession, WebhookSecrets,
 };
+use parley_core::routing::Offer;
 use crate::StoreError;
 use parley_core::integration::SigningKey;
 use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
@@ -90,6 +91,9 @@ pub trait Reads {
     /// A group's waits (queued → first response) of the conversations first answered since
     /// `since`, in milliseconds.
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>>;
+    /// The conversations an agent handles now (assigned and not ended or blocked).
+    fn active_count(&self, account: Uuid, agent: Uuid) -> R<i64>;
+    fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>>;
 
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>>;
     fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>>;
@@ -123,6 +127,7 @@ pub trait Tx: Reads {
     fn put_integration(&mut self, account: Uuid, integration: &Integration) -> R<()>;
     fn put_customer(&mut self, account: Uuid, customer: &Customer) -> R<()>;
     fn put_conversation(&mut self, account: Uuid, conversation: &Conversation) -> R<()>;
+    fn put_offer(&mut self, account: Uuid, offer: &Offer) -> R<()>;
     fn insert_message(&mut self, account: Uuid, message: &Message) -> R<()>;
     /// Moves a read position forward (never back); answers whether it moved.
     fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool>;

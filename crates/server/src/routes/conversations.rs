@@ -44,6 +44,7 @@ struct Assignment {
     agent_id: Option<Uuid>,
     #[serde(default)]
     group_id: Option<Uuid>,
+    /// An agent's answer to the offer made to them: `true` accepts, `false` declines.
     #[serde(default)]
     accept: Option<bool>,
 }
@@ -250,14 +251,17 @@ async fn assign(
     let to = match (input.agent_id, input.group_id, input.accept) {
         (Some(agent), None, None) => AssignTo::Agent(agent),
         (None, Some(group), None) => AssignTo::Group(group),
-        (None, None, Some(true)) => {
-            let agent = caller
-                .agent
-                .as_ref()
-                .ok_or_else(|| ApiError::invalid("accept", "only a key that acts as an agent can accept an offer"))?;
-            AssignTo::AcceptOffer(agent.id)
+        (None, None, Some(accept)) => {
+            let agent = caller.agent.as_ref().ok_or_else(|| {
+                ApiError::invalid("accept", "only a key that acts as an agent can answer an offer")
+            })?;
+            if accept {
+                AssignTo::AcceptOffer(agent.id)
+            } else {
+                AssignTo::DeclineOffer(agent.id)
+            }
         }
-        _ => return Err(ApiError::invalid("body", "give exactly one of `agent_id`, `group_id` or `\"accept\": true`")),
+        _ => return Err(ApiError::invalid("body", "give exactly one of `agent_id`, `group_id` or `accept`")),
     };
     command(&ctx, &caller, move |tx, account, actor| conversations::assign(tx, account, id, to, actor)).await
 }

@@ -16,8 +16,12 @@ pub fn create_agent(tx: &mut dyn Tx, account: Uuid, input: NewAgent) -> R<Agent>
 
 pub fn update_agent(tx: &mut dyn Tx, account: Uuid, id: Uuid, patch: AgentPatch) -> R<Agent> {
     let mut agent = found(tx.agent(account, id)?, "agent")?;
+    let capacity = agent.capacity;
     agent.apply(patch, tx.now())?;
     tx.put_agent(account, &agent)?;
+    if agent.capacity > capacity {
+        super::routing::request_pass(tx, account)?;
+    }
     Ok(agent)
 }
 

@@ -8,6 +8,7 @@ use parley_core::limits::Limits;
 use parley_core::{DomainError, Uuid};
 
 use super::customers::resolve_customer;
+use super::routing::{self, back_of_queue};
 use super::{append_all, found, R};
 use crate::model::ReaderRef;
 use crate::tx::Tx;
@@ -58,7 +59,10 @@ fn decide(
 }
 
 pub fn change_status(tx: &mut dyn Tx, account: Uuid, id: Uuid, to: Status, actor: Actor) -> R<Conversation> {
-    decide(tx, account, id, actor, |_, c, scene| Ok(c.request_status(to, scene)?))
+    decide(tx, account, id, actor, |tx, c, scene| {
+        let back = if to == Status::Open { back_of_queue(tx, account, c, scene.now)? } else { 0 };
+        Ok(c.request_status(to, back, scene)?)
+    })
 }
 
 /// What an assignment request asks for.
@@ -68,35 +72,30 @@ pub enum AssignTo {
     Group(Uuid),
     /// The calling agent accepts the offer made to them.
     AcceptOffer(Uuid),
+    /// The calling agent turns the offer made to them down.
+    DeclineOffer(Uuid),
 }
 
 pub fn assign(tx: &mut dyn Tx, account: Uuid, id: Uuid, to: AssignTo, actor: Actor) -> R<Conversation> {
-    decide(tx, account, id, actor, |tx, c, scene| match to {
-        AssignTo::Agent(agent_id) => {
+    match to {
+        AssignTo::AcceptOffer(agent) => routing::accept_offer(tx, account, id, agent, actor),
+        AssignTo::DeclineOffer(agent) => routing::decline_offer(tx, account, id, agent, actor),
+        AssignTo::Agent(agent_id) => decide(tx, account, id, actor, |tx, c, scene| {
             let agent = tx
                 .agent(account, agent_id)?
                 .ok_or_else(|| DomainError::invalid("agent_id", "no such agent in this account"))?;
             Ok(c.transfer_to_agent(&agent, scene)?)
-        }
-        AssignTo::Group(group_id) => {
+        }),
+        AssignTo::Group(group_id) => decide(tx, account, id, actor, |tx, c, scene| {
             if tx.group(account, group_id)?.is_none() {
                 return Err(DomainError::invalid("group_id", "no such group in this account").into());
             }
-            // The position is counted as the conversation will stand once queued: at the back.
-            let mut probe = c.clone();
-            probe.group_id = Some(group_id);
-            probe.queued_at = Some(scene.now);
-            probe.status = Status::Open;
-            probe.assignee = None;
-            let position = tx.queue_position(account, &probe)?;
+            let mut moved = c.clone();
+            moved.group_id = Some(group_id);
+            let position = back_of_queue(tx, account, &moved, scene.now)?;
             Ok(c.transfer_to_group(group_id, position, scene)?)
-        }
-        AssignTo::AcceptOffer(_) => Err(DomainError::Conflict {
-            code: "no_pending_offer",
-            detail: "there is no offer of this conversation to accept for this agent".into(),
-        }
-        .into()),
-    })
+        }),
+    }
 }
 
 pub fn change_tags(

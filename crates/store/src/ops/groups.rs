@@ -40,5 +40,6 @@ pub fn set_members(tx: &mut dyn Tx, account: Uuid, id: Uuid, agent_ids: Vec<Uuid
     check_agents_exist(tx, account, "agent_ids", &members)?;
     group.member_ids = members;
     tx.put_group(account, &group)?;
+    super::routing::request_pass(tx, account)?;
     Ok(group)
 }

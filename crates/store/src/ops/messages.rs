@@ -7,6 +7,7 @@ use parley_core::limits::Limits;
 use parley_core::message::{Author, AuthorType, Content, Message};
 use parley_core::{text, Uuid};
 
+use super::routing::back_of_queue;
 use super::conversations::load;
 use super::{append_all, found, R};
 use crate::tx::Tx;
@@ -75,7 +76,9 @@ pub fn send_message(
     };
     let scene = Scene { integration: &integration, actor, now };
     let events = if message.author.author_type == AuthorType::Customer {
-        conversation.receive_customer_message(&message, &customer, limits, &scene)?
+        let starts = matches!(conversation.status, Status::Created | Status::Ended);
+        let back = if starts { back_of_queue(tx, account, &conversation, now)? } else { 0 };
+        conversation.receive_customer_message(&message, &customer, limits, back, &scene)?
     } else {
         conversation.send_business_message(&message, limits, &scene)?
     };

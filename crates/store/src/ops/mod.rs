@@ -9,6 +9,7 @@ pub mod customers;
 pub mod groups;
 pub mod integrations;
 pub mod messages;
+pub mod routing;
 pub mod sdk;
 pub mod webhooks;
 

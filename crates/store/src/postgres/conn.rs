@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use parley_core::routing::Offer;
 use crate::model::{
+    OfferFilter,
     ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
     WebhookSecrets,
 };
@@ -459,6 +461,27 @@ impl Reads for PgConn<'_> {
         Ok(crate::model::waits(&list))
     }
 
+    fn active_count(&self, account: Uuid, agent: Uuid) -> R<i64> {
+        self.guard(account)?;
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = $1 AND assignee_id = $2
+                 AND status IN ('created', 'open', 'in_progress', 'on_hold')",
+                &[&account, &agent],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
+        self.guard(account)?;
+        let (condition, id) = filter.condition();
+        let sql = format!("SELECT body FROM routing_offers WHERE account_id = $1 AND {}", condition.replace("{}", "$2"));
+        match id {
+            Some(id) => self.docs(&sql, &[&account, &id]),
+            None => self.docs(&sql, &[&account]),
+        }
+    }
+
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
         self.one_doc("SELECT body FROM webhooks WHERE id = $1 AND account_id = $2", &[&id, &account])
     }
@@ -556,6 +579,16 @@ impl Tx for PgConn<'_> {
         self.exec(
             "INSERT INTO agents (id, account_id, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
             &[&agent.id, &account, &to_doc(agent)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_offer(&mut self, account: Uuid, offer: &Offer) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO routing_offers (id, account_id, conversation_id, agent_id, status, body)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
+            &[&offer.id, &account, &offer.conversation_id, &offer.agent_id, &offer.status.as_str(), &to_doc(offer)?],
         )?;
         Ok(())
     }

@@ -176,6 +176,20 @@ ALTER TABLE conversations ADD COLUMN first_response_at BIGINT;
 CREATE INDEX conversations_first_response ON conversations (account_id, group_id, first_response_at);
 CREATE INDEX conversations_queue ON conversations (account_id, status, assignee_id, priority, queued_at);
 "#,
+    r#"
+CREATE INDEX conversations_load ON conversations (account_id, assignee_id, status);
+CREATE TABLE routing_offers (
+    id UUID PRIMARY KEY,
+    account_id UUID NOT NULL,
+    conversation_id UUID NOT NULL,
+    agent_id UUID NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX routing_offers_conversation ON routing_offers (conversation_id, status);
+CREATE INDEX routing_offers_agent ON routing_offers (agent_id, status);
+CREATE INDEX routing_offers_account ON routing_offers (account_id, status);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

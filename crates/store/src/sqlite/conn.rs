@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use parley_core::routing::Offer;
 use crate::model::{
+    OfferFilter,
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef,
     ScheduledJob, SdkSession, WebhookSecrets,
 };
@@ -419,6 +421,25 @@ impl<T: HasConn> Reads for T {
         Ok(waits(&list))
     }
 
+    fn active_count(&self, account: Uuid, agent: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = ?1 AND assignee_id = ?2
+                 AND status IN ('created', 'open', 'in_progress', 'on_hold')",
+            )?
+            .query_row(params![account, agent], |r| r.get(0))?)
+    }
+
+    fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
+        let (condition, id) = filter.condition();
+        let sql = format!("SELECT body FROM routing_offers WHERE account_id = ?1 AND {}", condition.replace("{}", "?2"));
+        match id {
+            Some(id) => docs(self.conn(), &sql, &[&account, &id]),
+            None => docs(self.conn(), &sql, &[&account]),
+        }
+    }
+
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>> {
         one_doc(self.conn(), "SELECT body FROM webhooks WHERE id = ?1 AND account_id = ?2", &[&id, &account])
     }
@@ -515,6 +536,23 @@ impl Tx for WriteConn<'_> {
              ON CONFLICT (id) DO UPDATE SET body = excluded.body",
             params![agent.id, account, to_doc(agent)?],
         )?;
+        Ok(())
+    }
+
+    fn put_offer(&mut self, account: Uuid, offer: &Offer) -> R<()> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO routing_offers (id, account_id, conversation_id, agent_id, status, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
+            )?
+            .execute(params![
+                offer.id,
+                account,
+                offer.conversation_id,
+                offer.agent_id,
+                offer.status.as_str(),
+                to_doc(offer)?
+            ])?;
         Ok(())
     }
 
