@@ -16,9 +16,9 @@ use crate::model::{
     ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page, ReaderRef, ScheduledJob,
     SdkSession, WebhookSecrets,
 };
-use parley_core::routing::Offer;
 use crate::StoreError;
 use parley_core::integration::SigningKey;
+use parley_core::routing::Offer;
 use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;

@@ -252,9 +252,10 @@ async fn assign(
         (Some(agent), None, None) => AssignTo::Agent(agent),
         (None, Some(group), None) => AssignTo::Group(group),
         (None, None, Some(accept)) => {
-            let agent = caller.agent.as_ref().ok_or_else(|| {
-                ApiError::invalid("accept", "only a key that acts as an agent can answer an offer")
-            })?;
+            let agent = caller
+                .agent
+                .as_ref()
+                .ok_or_else(|| ApiError::invalid("accept", "only a key that acts as an agent can answer an offer"))?;
             if accept {
                 AssignTo::AcceptOffer(agent.id)
             } else {

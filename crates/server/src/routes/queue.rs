@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
 use parley_core::agent::{Agent, AgentStatus};
-use parley_core::routing::{estimate, rollup, RollupStatus, WaitEstimate, ESTIMATE_WINDOW_MS};
+use parley_core::routing::{rollup, RollupStatus, WaitEstimate};
 use parley_core::{Timestamp, Uuid};
+use parley_store::ops::routing::group_estimate;
 use parley_store::{Page, StoreExt};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -87,12 +88,7 @@ async fn queue(State(ctx): State<ApiContext>, Caller(caller): Caller) -> ApiResu
                             .unwrap_or_default(),
                         None => agents.iter().map(|a| a.status).collect(),
                     };
-                    let estimated_wait = match c.group_id {
-                        Some(g) => {
-                            estimate(&r.first_response_waits(account, g, now.plus_millis(-ESTIMATE_WINDOW_MS))?)
-                        }
-                        None => None,
-                    };
+                    let estimated_wait = group_estimate(r, account, c.group_id, now)?;
                     groups.push(GroupQueue {
                         group_id: c.group_id,
                         status: rollup(members.iter()),

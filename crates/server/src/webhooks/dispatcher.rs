@@ -203,8 +203,13 @@ pub fn start(
     lease_secs: i64,
     shutdown: watch::Receiver<bool>,
 ) {
-    let runner =
-        Runner { store: store.clone(), node, lease_secs, poll: sender.config.poll.max(Duration::from_millis(50)), wake: None };
+    let runner = Runner {
+        store: store.clone(),
+        node,
+        lease_secs,
+        poll: sender.config.poll.max(Duration::from_millis(50)),
+        wake: None,
+    };
     runner.spawn(Arc::new(FanIn), shutdown.clone());
     tokio::spawn(deliver_forever(store, sender, shutdown));
 }

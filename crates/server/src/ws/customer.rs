@@ -2,16 +2,19 @@
 //! (resumable with `?after=`), typing from the business, unread counts, and whether an agent
 //! is available. Connecting logs `customer_joined`, leaving `customer_left`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use parley_core::agent::{AgentKind, AgentStatus};
+use parley_core::conversation::Status;
 use parley_core::event::EventType;
 use parley_core::message::AuthorType;
-use parley_core::Uuid;
+use parley_core::routing::WaitEstimate;
+use parley_core::{Timestamp, Uuid};
+use parley_store::ops::routing::group_estimate;
 use parley_store::ops::sdk::customer_presence;
 use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSession, StoreError, StoreExt};
 use serde_json::Value;
@@ -49,7 +52,49 @@ pub struct CustomerSocket {
     /// The customer's conversations' visible events, followed without gaps.
     tail: Tail,
     available: Option<bool>,
+    /// The queue position and estimate last sent for each of the customer's waiting conversations.
+    queue: HashMap<Uuid, Standing>,
     device: Value,
+}
+
+/// Where a waiting conversation stands in its queue, as the customer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    position: i64,
+    estimated_wait: Option<WaitEstimate>,
+}
+
+/// What can move a queue position or an estimate.
+fn moves_standing(entry: &parley_store::LogEntry) -> bool {
+    match entry.event_type {
+        EventType::ConversationQueued
+        | EventType::ConversationAssigned
+        | EventType::ConversationTransferred
+        | EventType::ConversationClosed
+        | EventType::ConversationBlocked => true,
+        // A first answer in the group is new history for the estimate. (The key cannot occur
+        // unescaped inside a string value, so the raw envelope is enough to tell.)
+        EventType::MessageSent => entry.json.contains("\"first_response\":true"),
+        _ => false,
+    }
+}
+
+/// Each of the customer's waiting conversations and where it stands.
+fn standings(r: &dyn Reads, session: &SdkSession, now: Timestamp) -> Result<HashMap<Uuid, Standing>, StoreError> {
+    let filter = ConversationFilter {
+        customer_id: Some(session.customer_id),
+        integration_id: Some(session.integration_id),
+        status: Some(Status::Open),
+        limit: 50,
+        ..ConversationFilter::default()
+    };
+    let mut out = HashMap::new();
+    for c in r.conversations(session.account_id, &filter)?.into_iter().filter(|c| c.is_waiting()) {
+        let position = r.queue_position(session.account_id, &c)?;
+        let estimated_wait = group_estimate(r, session.account_id, c.group_id, now)?;
+        out.insert(c.id, Standing { position, estimated_wait });
+    }
+    Ok(out)
 }
 
 pub async fn handler(
@@ -82,6 +127,7 @@ pub async fn handler(
         conversations: HashSet::new(),
         resume,
         available: None,
+        queue: HashMap::new(),
         device,
     };
     upgrade.max_message_size(64 * 1024).on_upgrade(move |ws| drive(ws, ctx, config, socket))
@@ -153,6 +199,42 @@ impl CustomerSocket {
         }
     }
 
+    /// Sends a `queue` frame for each waiting conversation whose position or estimate moved,
+    /// and one with `position: null` for each that left the queue.
+    async fn refresh_queue(&mut self, out: &Outbox) -> Result<(), Close> {
+        let session = self.session.clone();
+        let now = crate::routes::now();
+        let fresh = self
+            .ctx
+            .store
+            .read(move |r| standings(r, &session, now))
+            .await
+            .map_err(|_| Close::error("store unavailable"))?;
+        let mut frames = Vec::new();
+        for (conversation, standing) in &fresh {
+            if self.queue.get(conversation) != Some(standing) {
+                frames.push(serde_json::json!({
+                    "type": "queue",
+                    "conversation_id": conversation,
+                    "position": standing.position,
+                    "estimated_wait": standing.estimated_wait,
+                }));
+            }
+        }
+        for conversation in self.queue.keys().filter(|c| !fresh.contains_key(c)) {
+            frames.push(serde_json::json!({
+                "type": "queue", "conversation_id": conversation, "position": null, "estimated_wait": null,
+            }));
+        }
+        self.queue = fresh;
+        for frame in frames {
+            if !out.offer(frame.to_string()) {
+                return Err(Close::too_slow(self.tail.seen));
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh_availability(&mut self, out: &Outbox) -> Result<(), Close> {
         let session = self.session.clone();
         let now = self
@@ -219,7 +301,8 @@ impl SocketSession for CustomerSocket {
         for conversation in ids {
             self.unread(conversation, out, false).await?;
         }
-        self.refresh_availability(out).await
+        self.refresh_availability(out).await?;
+        self.refresh_queue(out).await
     }
 
     async fn client(&mut self, frame: Value, out: &Outbox) -> Result<(), Close> {
@@ -273,8 +356,13 @@ impl SocketSession for CustomerSocket {
                     entry.event_type,
                     EventType::MessageReceived | EventType::MessageSent | EventType::MessageRead
                 );
-                if counts && self.conversations.contains(&conversation) {
+                let own = self.conversations.contains(&conversation);
+                if counts && own {
                     self.unread(conversation, out, true).await?;
+                }
+                // Only a customer who waits (or whose conversation just moved) looks the queue up.
+                if moves_standing(&entry) && (own || !self.queue.is_empty()) {
+                    self.refresh_queue(out).await?;
                 }
                 Ok(())
             }

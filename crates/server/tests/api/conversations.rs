@@ -38,9 +38,11 @@ on_both_backends! {
     assert_eq!(transfers[0]["data"]["to"], json!({"type": "agent", "id": scene.agent}));
     assert_eq!(transfers[1]["data"]["from"], json!({"type": "agent", "id": scene.agent}));
     assert_eq!(transfers[1]["data"]["to"], json!({"type": "group", "id": group}));
-    let queued = events.iter().find(|e| e["type"] == "conversation_queued").expect("queued");
-    assert_eq!(queued["data"]["initial_routing"], false);
-    assert_eq!(queued["data"]["queue_position"], 1);
+    let queued: Vec<_> = events.iter().filter(|e| e["type"] == "conversation_queued").collect();
+    assert_eq!(queued.len(), 2, "queued by the customer's first message, then by the transfer");
+    assert_eq!(queued[0]["data"]["initial_routing"], true);
+    assert_eq!(queued[1]["data"]["initial_routing"], false, "a transfer is not initial routing");
+    assert_eq!(queued[1]["data"]["queue_position"], 1);
     assert!(kinds.contains(&"agent_joined".to_string()) && kinds.contains(&"agent_left".to_string()), "{kinds:?}");
 
     let (status, body) =

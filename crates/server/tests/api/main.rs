@@ -13,6 +13,7 @@ mod log;
 mod openapi;
 mod queue;
 mod restart;
+mod routing;
 mod sdk;
 mod sockets;
 mod stream;

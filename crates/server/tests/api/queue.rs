@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{Scene, TestServer};
+use crate::support::{eventually, Scene, TestServer};
 
 async fn queue(scene: &Scene<'_>) -> Value {
     let (status, q) = scene.as_agent(Method::GET, "/v1/queue", None).await;
@@ -42,11 +42,15 @@ on_both_backends! {
 
         scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "away"}))).await;
         assert_eq!(queue(&scene).await["groups"][0]["status"], "away");
+        // With room for one, the agent coming online is given the first; it leaves the queue,
+        // the others move up, and once answered the group has a first-response time.
+        let (status, _) = scene.admin(Method::PATCH, &format!("/v1/agents/{}", scene.agent), Some(json!({"capacity": 1}))).await;
+        assert_eq!(status, StatusCode::OK);
         scene.as_agent(Method::PUT, &format!("/v1/agents/{}/status", scene.agent), Some(json!({"status": "online"}))).await;
-
-        // The first is answered: it leaves the queue, the others move up, and the group now
-        // has a first-response time to estimate from.
-        scene.assign_to_agent(&conversations[0]).await;
+        eventually("the router to assign the first", || async {
+            (scene.get_conversation(&conversations[0]).await["status"] == "in_progress").then_some(())
+        })
+        .await;
         let (status, _) = scene.agent_says(&conversations[0], "hi, I am here").await;
         assert_eq!(status, StatusCode::CREATED);
         let q = queue(&scene).await;

@@ -7,8 +7,8 @@ use parley_core::limits::Limits;
 use parley_core::message::{Author, AuthorType, Content, Message};
 use parley_core::{text, Uuid};
 
-use super::routing::back_of_queue;
 use super::conversations::load;
+use super::routing::back_of_queue;
 use super::{append_all, found, R};
 use crate::tx::Tx;
 use crate::StoreError;

@@ -13,7 +13,7 @@ use parley_core::agent::{Agent, AgentKind, AgentStatus};
 use parley_core::conversation::{AssignedVia, Conversation, Scene, Status};
 use parley_core::event::Actor;
 use parley_core::group::{AssignmentMode, Group};
-use parley_core::routing::{pick, Candidate, Offer, OfferStatus};
+use parley_core::routing::{estimate, pick, Candidate, Offer, OfferStatus, WaitEstimate, ESTIMATE_WINDOW_MS};
 use parley_core::{DomainError, Timestamp, Uuid};
 use serde_json::json;
 
@@ -64,6 +64,15 @@ pub fn back_of_queue(r: &dyn Reads, account: Uuid, c: &Conversation, now: Timest
     probe.status = Status::Open;
     probe.assignee = None;
     r.queue_position(account, &probe)
+}
+
+/// The wait to expect in a group's queue, from its first responses of the last 7 days (none
+/// without history, or without a group).
+pub fn group_estimate(r: &dyn Reads, account: Uuid, group: Option<Uuid>, now: Timestamp) -> R<Option<WaitEstimate>> {
+    match group {
+        Some(g) => Ok(estimate(&r.first_response_waits(account, g, now.plus_millis(-ESTIMATE_WINDOW_MS))?)),
+        None => Ok(None),
+    }
 }
 
 fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
@@ -139,9 +148,9 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
     for offer in tx.offers(account, OfferFilter::PendingInAccount)? {
         let conversation = tx.conversation(account, offer.conversation_id)?;
         let agent = agents.get(&offer.agent_id);
-        let stands = conversation.is_some_and(|c| {
-            c.is_waiting() && c.group_id == offer.group_id && c.queued_at == offer.queued_at
-        }) && agent.is_some_and(|a| routable(a) && eligible(offer.group_id.and_then(|g| groups.get(&g)), a.id));
+        let stands = conversation
+            .is_some_and(|c| c.is_waiting() && c.group_id == offer.group_id && c.queued_at == offer.queued_at)
+            && agent.is_some_and(|a| routable(a) && eligible(offer.group_id.and_then(|g| groups.get(&g)), a.id));
         if offer.expires_at <= now || !stands {
             let status = if stands { OfferStatus::Expired } else { OfferStatus::Withdrawn };
             end_offer(tx, account, offer, status, router_actor())?;
@@ -170,17 +179,23 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
         }
         let group = conversation.group_id.and_then(|g| groups.get(&g));
         let mode = group.map_or(AssignmentMode::AutoAccept, |g| g.assignment_mode);
+        // Manual accept: an offer that ran out goes round the group; an agent who declined is
+        // not asked again while the conversation stays in this queue entry.
         let mut times_offered: HashMap<Uuid, usize> = HashMap::new();
+        let mut declined: HashSet<Uuid> = HashSet::new();
         if mode == AssignmentMode::ManualAccept {
             for past in tx.offers(account, OfferFilter::Conversation(conversation.id))? {
                 if past.queued_at == conversation.queued_at {
                     *times_offered.entry(past.agent_id).or_default() += 1;
+                    if past.status == OfferStatus::Declined {
+                        declined.insert(past.agent_id);
+                    }
                 }
             }
         }
         let candidates: Vec<Candidate> = online
             .iter()
-            .filter(|id| eligible(group, **id))
+            .filter(|id| eligible(group, **id) && !declined.contains(*id))
             .map(|id| Candidate {
                 agent: agents[id].clone(),
                 active: load.get(id).copied().unwrap_or(0),
@@ -245,7 +260,13 @@ fn pending_offer(tx: &dyn Reads, account: Uuid, conversation: Uuid, agent: Uuid)
 }
 
 /// The agent accepts the offer made to them: the only way an offer becomes an assignment.
-pub fn accept_offer(tx: &mut dyn Tx, account: Uuid, conversation_id: Uuid, agent_id: Uuid, actor: Actor) -> R<Conversation> {
+pub fn accept_offer(
+    tx: &mut dyn Tx,
+    account: Uuid,
+    conversation_id: Uuid,
+    agent_id: Uuid,
+    actor: Actor,
+) -> R<Conversation> {
     let mut offer = pending_offer(tx, account, conversation_id, agent_id)?;
     let now = tx.now();
     if offer.expires_at <= now {

@@ -24,14 +24,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use parley_core::routing::Offer;
 use crate::model::{
-    OfferFilter,
-    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef, ScheduledJob, SdkSession,
-    WebhookSecrets,
+    ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page, ReaderRef, ScheduledJob,
+    SdkSession, WebhookSecrets,
 };
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
+use parley_core::routing::Offer;
 
 type R<T> = Result<T, StoreError>;
 type Arg<'a> = &'a (dyn ToSql + Sync);
@@ -475,7 +474,8 @@ impl Reads for PgConn<'_> {
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
         self.guard(account)?;
         let (condition, id) = filter.condition();
-        let sql = format!("SELECT body FROM routing_offers WHERE account_id = $1 AND {}", condition.replace("{}", "$2"));
+        let sql =
+            format!("SELECT body FROM routing_offers WHERE account_id = $1 AND {}", condition.replace("{}", "$2"));
         match id {
             Some(id) => self.docs(&sql, &[&account, &id]),
             None => self.docs(&sql, &[&account]),

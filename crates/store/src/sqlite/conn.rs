@@ -17,15 +17,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use parley_core::routing::Offer;
 use crate::model::{
-    OfferFilter,
-    entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, Page, ReaderRef,
-    ScheduledJob, SdkSession, WebhookSecrets,
+    entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
+    ReaderRef, ScheduledJob, SdkSession, WebhookSecrets,
 };
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
+use parley_core::routing::Offer;
 use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;
@@ -433,7 +432,8 @@ impl<T: HasConn> Reads for T {
 
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
         let (condition, id) = filter.condition();
-        let sql = format!("SELECT body FROM routing_offers WHERE account_id = ?1 AND {}", condition.replace("{}", "?2"));
+        let sql =
+            format!("SELECT body FROM routing_offers WHERE account_id = ?1 AND {}", condition.replace("{}", "?2"));
         match id {
             Some(id) => docs(self.conn(), &sql, &[&account, &id]),
             None => docs(self.conn(), &sql, &[&account]),
