@@ -416,3 +416,74 @@ async fn typing_crosses_nodes_and_is_never_logged() {
         .iter()
         .all(|e| !e["type"].as_str().unwrap_or("").contains("typing")));
 }
+
+#[tokio::test]
+async fn with_two_nodes_each_conversation_is_routed_once_within_capacity() {
+    let Some((pg, nats)) = services() else { return };
+    let db = schema_url(&pg, "cluster_routing");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start(&db, &nats, dir.path(), "a", &[]);
+    let b = start(&db, &nats, dir.path(), "b", &[]);
+    let (client, _, _) = setup(&a).await;
+    let post = reqwest::Method::POST;
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let agent =
+            client.call(&a.url, post.clone(), "/v1/agents", json!({"name": format!("a{i}"), "capacity": 4})).await;
+        agents.push(agent["id"].as_str().expect("id").to_string());
+    }
+    let group = client.call(&a.url, post.clone(), "/v1/groups", json!({"name": "G", "agent_ids": agents})).await;
+    let integration = client
+        .call(
+            &a.url,
+            post.clone(),
+            "/v1/integrations",
+            json!({"name": "R", "type": "api", "default_group_id": group["id"]}),
+        )
+        .await;
+    for (i, agent) in agents.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        client
+            .call(&node.url, reqwest::Method::PUT, &format!("/v1/agents/{agent}/status"), json!({"status": "online"}))
+            .await;
+    }
+    // Sixteen customers write at once, half through each node.
+    let mut conversations = Vec::new();
+    for i in 0..16 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let c = client
+            .call(
+                &node.url,
+                post.clone(),
+                "/v1/conversations",
+                json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}}),
+            )
+            .await;
+        conversations.push((node, c["id"].as_str().expect("id").to_string()));
+    }
+    futures_util::future::join_all(conversations.iter().map(|(node, c)| say(&client, node, c, "hello"))).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let queue = client.call(&b.url, reqwest::Method::GET, "/v1/queue", json!(null)).await;
+        if queue["queue_size"] == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "routing did not settle: {queue}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log =
+        client.call(&a.url, reqwest::Method::GET, "/v1/log?type=conversation_assigned&limit=1000", json!(null)).await;
+    let assigned = log["events"].as_array().expect("events");
+    assert_eq!(assigned.len(), 12, "three agents of capacity 4");
+    let mut per_conversation = std::collections::HashMap::new();
+    let mut per_agent = std::collections::HashMap::new();
+    for event in assigned {
+        *per_conversation.entry(event["conversation_id"].as_str().expect("id")).or_insert(0) += 1;
+        *per_agent.entry(event["data"]["agent_id"].as_str().expect("agent")).or_insert(0) += 1;
+    }
+    assert!(per_conversation.values().all(|n| *n == 1), "a conversation was routed twice: {per_conversation:?}");
+    assert_eq!(per_agent.len(), 3);
+    assert!(per_agent.values().all(|n| *n == 4), "capacity is never exceeded: {per_agent:?}");
+}
