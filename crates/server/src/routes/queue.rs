@@ -5,17 +5,20 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
-use parley_core::agent::{Agent, AgentStatus};
+use parley_core::agent::AgentStatus;
 use parley_core::routing::{rollup, RollupStatus, WaitEstimate};
 use parley_core::{Timestamp, Uuid};
-use parley_store::ops::routing::group_estimate;
-use parley_store::{Page, StoreExt};
+use parley_store::ops::routing::{all_agents, group_estimate};
+use parley_core::account::Role;
+use parley_core::routing::Offer;
+use parley_store::{OfferFilter, StoreExt};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::context::ApiContext;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Params;
 use crate::openapi::{Api, Op};
 
 const MAX_LISTED: usize = 10_000;
@@ -50,6 +53,11 @@ struct Queue {
     groups: Vec<GroupQueue>,
 }
 
+#[derive(Serialize, JsonSchema)]
+struct Offers {
+    data: Vec<Offer>,
+}
+
 pub fn routes(api: Api) -> Api {
     api.route(
         Op::get("/v1/queue", "The live queue: waiting conversations with their position and the wait estimate")
@@ -57,6 +65,31 @@ pub fn routes(api: Api) -> Api {
             .answers::<Queue>(200),
         get(queue),
     )
+    .route(
+        Op::get("/v1/offers", "Offers awaiting an answer: the calling agent's, or (admin) one agent's or all")
+            .tag("routing")
+            .query("agent_id", "with an admin key: only this agent's offers")
+            .answers::<Offers>(200),
+        get(offers),
+    )
+}
+
+/// Pending manual-accept offers, oldest first. An agent key sees its own; an admin key sees
+/// every agent's, or one agent's with `agent_id`.
+async fn offers(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Json<Offers>> {
+    params.only(&["agent_id"])?;
+    let asked = params.uuid("agent_id")?;
+    let filter = match (&caller.agent, caller.role, asked) {
+        (Some(me), Role::Agent, Some(other)) if other != me.id => {
+            return Err(ApiError::forbidden("an agent key sees only its own offers"))
+        }
+        (Some(me), Role::Agent, _) => OfferFilter::PendingOfAgent(me.id),
+        (_, _, Some(agent)) => OfferFilter::PendingOfAgent(agent),
+        (_, _, None) => OfferFilter::PendingInAccount,
+    };
+    let account = caller.account_id;
+    let data = ctx.store.read(move |r| r.offers(account, filter)).await?;
+    Ok(Json(Offers { data }))
 }
 
 async fn queue(State(ctx): State<ApiContext>, Caller(caller): Caller) -> ApiResult<Json<Queue>> {
@@ -66,17 +99,7 @@ async fn queue(State(ctx): State<ApiContext>, Caller(caller): Caller) -> ApiResu
         .store
         .read(move |r| {
             let waiting = r.waiting(account, MAX_LISTED)?;
-            let mut agents: Vec<Agent> = Vec::new();
-            let mut page = Page { after_id: None, limit: 1000 };
-            loop {
-                let batch = r.agents(account, &page)?;
-                let full = batch.len() == page.limit;
-                page.after_id = batch.last().map(|a| a.id);
-                agents.extend(batch);
-                if !full {
-                    break;
-                }
-            }
+            let agents = all_agents(r, account)?;
             let status_of: HashMap<Uuid, AgentStatus> = agents.iter().map(|a| (a.id, a.status)).collect();
             let mut groups: Vec<GroupQueue> = Vec::new();
             for c in waiting {

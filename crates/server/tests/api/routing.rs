@@ -171,6 +171,15 @@ on_both_backends! {
         assert_eq!(first["data"]["agent_id"], team.agents[0].0.as_str());
         assert_eq!(team.assignee(&c).await, None, "an offer is not an assignment");
         assert_eq!(team.scene.get_conversation(&c).await["status"], "open");
+        let (s, mine) = team.scene.srv.call(&team.agents[0].1, Method::GET, "/v1/offers", None).await;
+        assert_eq!(s, StatusCode::OK, "{mine}");
+        assert_eq!(mine["data"][0]["conversation_id"], c.as_str());
+        assert_eq!(mine["data"][0]["status"], "pending");
+        let (_, theirs) = team.scene.srv.call(&team.agents[1].1, Method::GET, "/v1/offers", None).await;
+        assert_eq!(theirs["data"], json!([]), "an offer goes to one agent at a time");
+        let path = format!("/v1/offers?agent_id={}", team.agents[0].0);
+        let (s, _) = team.scene.srv.call(&team.agents[1].1, Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "an agent sees only its own offers");
 
         let second = team.offer(&c, 2).await;
         assert_eq!(second["data"]["agent_id"], team.agents[1].0.as_str(), "the next agent");

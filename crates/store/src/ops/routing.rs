@@ -75,7 +75,8 @@ pub fn group_estimate(r: &dyn Reads, account: Uuid, group: Option<Uuid>, now: Ti
     }
 }
 
-fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
+/// Every agent and bot of the account.
+pub fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
     let mut all = Vec::new();
     let mut page = Page { after_id: None, limit: 1000 };
     loop {
