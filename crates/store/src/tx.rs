@@ -88,6 +88,8 @@ pub trait Reads {
     /// The conversations waiting for a human (open, unassigned), in queue order: by group,
     /// then priority (highest first), then the time they were queued.
     fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>>;
+    /// One group's queue in order (`None`: the conversations waiting without a group).
+    fn queue_of(&self, account: Uuid, group: Option<Uuid>, limit: usize) -> R<Vec<Conversation>>;
     /// A group's waits (queued → first response) of the conversations first answered since
     /// `since`, in milliseconds.
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>>;

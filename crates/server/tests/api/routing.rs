@@ -417,3 +417,43 @@ on_both_backends! {
         }
     }
 }
+
+on_both_backends! {
+    async fn each_group_is_served_by_its_own_members() {
+        let srv = TestServer::start().await;
+        let team = Team::new(&srv, "auto_accept", 2, 5).await;
+        // A second group with the second agent only, and its own integration.
+        let (_, g2) = team
+            .scene
+            .admin(Method::POST, "/v1/groups", Some(json!({"name": "Sales", "agent_ids": [team.agents[1].0]})))
+            .await;
+        let (s, _) = team
+            .scene
+            .admin(Method::PUT, &format!("/v1/groups/{}/members", team.group), Some(json!({"agent_ids": [team.agents[0].0]})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, sales) = team
+            .scene
+            .admin(Method::POST, "/v1/integrations", Some(json!({"name": "Sales", "type": "api", "default_group_id": g2["id"]})))
+            .await;
+        team.presence(1, "online").await;
+        let support = team.request(1).await;
+        let (_, c) = team
+            .scene
+            .admin(Method::POST, "/v1/conversations", Some(json!({"integration_id": sales["id"], "customer": {"external_id": "s"}})))
+            .await;
+        let sale = c["id"].as_str().expect("id").to_string();
+        team.scene.customer_says(&sale, "a quote please").await;
+        eventually("sales to be served", || async {
+            (team.assignee(&sale).await.as_deref() == Some(team.agents[1].0.as_str())).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(team.assignee(&support).await, None, "an agent outside the group gets none of its queue");
+        team.presence(0, "online").await;
+        eventually("support to be served", || async {
+            (team.assignee(&support).await.as_deref() == Some(team.agents[0].0.as_str())).then_some(())
+        })
+        .await;
+    }
+}

@@ -26,8 +26,8 @@ use crate::tx::{Reads, Tx};
 /// capacity or membership changes that no log event announces).
 pub const ROUTE_JOB: &str = "route";
 
-/// Waiting conversations looked at in one pass; a longer queue is worked through by the
-/// passes that follow each assignment.
+/// The deepest one queue is read in one pass; what lies beyond is reached by the passes that
+/// follow each assignment.
 const PASS_LIMIT: usize = 1000;
 
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +174,7 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
         return Ok(routed);
     }
 
-    for mut conversation in tx.waiting(account, PASS_LIMIT)? {
+    for mut conversation in queues_with_room(tx, account, &groups, &online, &agents, &load, &offered_now)? {
         if offered_now.contains(&conversation.id) {
             continue;
         }
@@ -235,6 +235,36 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
         *load.entry(chosen).or_default() += 1;
     }
     Ok(routed)
+}
+
+/// The heads of every queue that some agent has room to take from, merged in queue order
+/// (priority, then queue time) so no group's queue starves another's. Each queue is read as
+/// deep as its agents' free places, plus the conversations already on offer (skipped).
+fn queues_with_room(
+    r: &dyn Reads,
+    account: Uuid,
+    groups: &HashMap<Uuid, Group>,
+    online: &[Uuid],
+    agents: &HashMap<Uuid, Agent>,
+    load: &HashMap<Uuid, i64>,
+    offered: &HashSet<Uuid>,
+) -> R<Vec<Conversation>> {
+    let free = |id: &Uuid| (agents[id].capacity - load.get(id).copied().unwrap_or(0)).max(0) as usize;
+    let mut queues: Vec<(Option<Uuid>, usize)> = Vec::new();
+    for group in groups.values() {
+        let places: usize = online.iter().filter(|id| group.member_ids.contains(id)).map(free).sum();
+        if places > 0 {
+            queues.push((Some(group.id), places));
+        }
+    }
+    queues.push((None, online.iter().map(free).sum()));
+    let mut heads = Vec::new();
+    for (group, places) in queues {
+        let depth = (places + offered.len()).min(PASS_LIMIT);
+        heads.extend(r.queue_of(account, group, depth)?);
+    }
+    heads.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.queued_at.map(Timestamp::millis), c.id));
+    Ok(heads)
 }
 
 /// Asks for a routing pass of the account as soon as the scheduler runs (for changes that

@@ -452,6 +452,15 @@ impl Reads for PgConn<'_> {
         )
     }
 
+    fn queue_of(&self, account: Uuid, group: Option<Uuid>, limit: usize) -> R<Vec<Conversation>> {
+        self.guard(account)?;
+        self.docs(
+            "SELECT body FROM conversations WHERE account_id = $1 AND group_id IS NOT DISTINCT FROM $2
+             AND status = 'open' AND assignee_id IS NULL ORDER BY priority DESC, queued_at, id LIMIT $3",
+            &[&account, &group, &(limit as i64)],
+        )
+    }
+
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
         let list: Vec<Conversation> = self.docs(
             "SELECT body FROM conversations WHERE account_id = $1 AND group_id = $2 AND first_response_at >= $3",

@@ -411,6 +411,15 @@ impl<T: HasConn> Reads for T {
         )
     }
 
+    fn queue_of(&self, account: Uuid, group: Option<Uuid>, limit: usize) -> R<Vec<Conversation>> {
+        docs(
+            self.conn(),
+            "SELECT body FROM conversations WHERE account_id = ?1 AND group_id IS ?2 AND status = 'open'
+             AND assignee_id IS NULL ORDER BY priority DESC, queued_at, id LIMIT ?3",
+            &[&account, &group, &(limit as i64)],
+        )
+    }
+
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
         let list: Vec<Conversation> = docs(
             self.conn(),
