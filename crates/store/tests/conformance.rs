@@ -368,3 +368,68 @@ async fn a_lease_has_one_holder_until_it_expires() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn routing_state_reads_the_same_on_every_backend() {
+    use parley_core::agent::AgentStatus;
+    use parley_core::routing::{Offer, OfferStatus};
+    use parley_store::ops::routing::{route, RoutingPolicy};
+    use parley_store::OfferFilter;
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let limits = Arc::new(Limits::default());
+        let agent = store
+            .write(move |tx| {
+                let agent = agents::create_agent(
+                    tx,
+                    account,
+                    NewAgent { kind: None, name: "Ana".into(), email: None, capacity: Some(2) },
+                )?;
+                messages::send_message(tx, account, c, customer_text("hello"), Actor::system(), &limits)?;
+                Ok(agent.id)
+            })
+            .await
+            .expect("seed routing");
+        let queued = store.read(move |r| r.queue_of(account, None, 10)).await.expect("queue");
+        assert_eq!(queued.iter().map(|c| c.id).collect::<Vec<_>>(), vec![c], "no group: the account-wide queue");
+        assert!(store.read(move |r| r.queue_of(account, Some(Uuid::now_v7()), 10)).await.expect("queue").is_empty());
+
+        let routed = store
+            .write(move |tx| {
+                agents::set_agent_status(tx, account, agent, AgentStatus::Online, Actor::system())?;
+                route(tx, account, &RoutingPolicy::default())
+            })
+            .await
+            .expect("route");
+        assert_eq!(routed.assigned, 1);
+        assert_eq!(store.read(move |r| r.active_count(account, agent)).await.expect("count"), 1);
+        assert!(store.read(move |r| r.queue_of(account, None, 10)).await.expect("queue").is_empty());
+
+        let mut offer = Offer {
+            id: Uuid::now_v7(),
+            conversation_id: c,
+            agent_id: agent,
+            group_id: None,
+            status: OfferStatus::Pending,
+            offered_at: Timestamp::from_millis(1),
+            expires_at: Timestamp::from_millis(2),
+            queued_at: None,
+        };
+        let written = offer.clone();
+        store.write(move |tx| tx.put_offer(account, &written)).await.expect("offer");
+        let read = |filter: OfferFilter| {
+            let store = store.clone();
+            async move { store.read(move |r| r.offers(account, filter)).await.expect("offers") }
+        };
+        assert_eq!(read(OfferFilter::PendingInAccount).await, vec![offer.clone()]);
+        assert_eq!(read(OfferFilter::PendingOfAgent(agent)).await, vec![offer.clone()]);
+        assert!(read(OfferFilter::PendingOfAgent(Uuid::now_v7())).await.is_empty());
+        offer.status = OfferStatus::Expired;
+        let written = offer.clone();
+        store.write(move |tx| tx.put_offer(account, &written)).await.expect("offer ends");
+        assert!(read(OfferFilter::PendingInAccount).await.is_empty());
+        assert_eq!(read(OfferFilter::Conversation(c)).await, vec![offer]);
+        store.close().await;
+    }
+}
