@@ -75,14 +75,14 @@ pub fn group_estimate(r: &dyn Reads, account: Uuid, group: Option<Uuid>, now: Ti
     }
 }
 
-/// Every agent and bot of the account.
-pub fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
+/// Every row of a paged list, a page at a time.
+fn every<T>(mut read: impl FnMut(&Page) -> R<Vec<T>>, id: fn(&T) -> Uuid) -> R<Vec<T>> {
     let mut all = Vec::new();
     let mut page = Page { after_id: None, limit: 1000 };
     loop {
-        let batch = r.agents(account, &page)?;
+        let batch = read(&page)?;
         let full = batch.len() == page.limit;
-        page.after_id = batch.last().map(|a| a.id);
+        page.after_id = batch.last().map(id);
         all.extend(batch);
         if !full {
             return Ok(all);
@@ -90,18 +90,13 @@ pub fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
     }
 }
 
+/// Every agent and bot of the account.
+pub fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
+    every(|page| r.agents(account, page), |a| a.id)
+}
+
 fn all_groups(r: &dyn Reads, account: Uuid) -> R<HashMap<Uuid, Group>> {
-    let mut all = HashMap::new();
-    let mut page = Page { after_id: None, limit: 1000 };
-    loop {
-        let batch = r.groups(account, &page)?;
-        let full = batch.len() == page.limit;
-        page.after_id = batch.last().map(|g| g.id);
-        all.extend(batch.into_iter().map(|g| (g.id, g)));
-        if !full {
-            return Ok(all);
-        }
-    }
+    Ok(every(|page| r.groups(account, page), |g| g.id)?.into_iter().map(|g| (g.id, g)).collect())
 }
 
 /// Who may handle a conversation of `group`: its members, or everyone when it has none.
