@@ -32,6 +32,7 @@ impl AssignmentMode {
 }
 
 pub const MAX_MEMBERS: usize = 10_000;
+pub const MAX_GROUP_CAPACITY: i64 = 1_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Group {
@@ -39,12 +40,43 @@ pub struct Group {
     pub name: String,
     pub assignment_mode: AssignmentMode,
     pub member_ids: Vec<Uuid>,
+    /// The most of its conversations the group's agents handle at once (none: only each
+    /// agent's own capacity limits it).
+    #[serde(default)]
+    pub capacity: Option<i64>,
     pub created_at: Timestamp,
 }
 
 impl Group {
     pub fn validate_name(name: &str) -> Result<(), DomainError> {
         text::required("name", name, 200)
+    }
+
+    pub fn validate_capacity(capacity: Option<i64>) -> Result<(), DomainError> {
+        match capacity {
+            Some(c) if !(0..=MAX_GROUP_CAPACITY).contains(&c) => {
+                Err(DomainError::invalid("capacity", format!("must be between 0 and {MAX_GROUP_CAPACITY}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a change of name, assignment mode or capacity.
+    pub fn apply(&mut self, patch: GroupPatch) -> Result<(), DomainError> {
+        let mut next = self.clone();
+        if let Some(name) = patch.name {
+            Group::validate_name(&name)?;
+            next.name = name.trim().to_string();
+        }
+        if let Some(mode) = patch.assignment_mode {
+            next.assignment_mode = mode;
+        }
+        if let Some(capacity) = patch.capacity {
+            Group::validate_capacity(capacity)?;
+            next.capacity = capacity;
+        }
+        *self = next;
+        Ok(())
     }
 
     pub fn validate_members(ids: &[Uuid]) -> Result<(), DomainError> {
@@ -63,4 +95,19 @@ pub struct NewGroup {
     pub assignment_mode: Option<AssignmentMode>,
     #[serde(default)]
     pub agent_ids: Vec<Uuid>,
+    /// The most of its conversations the group handles at once; omitted: no group limit.
+    #[serde(default)]
+    pub capacity: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub assignment_mode: Option<AssignmentMode>,
+    /// `null` removes the group limit.
+    #[serde(default, deserialize_with = "crate::patch::nullable")]
+    pub capacity: Option<Option<i64>>,
 }

@@ -95,6 +95,8 @@ pub trait Reads {
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>>;
     /// The conversations an agent handles now (assigned and not ended or blocked).
     fn active_count(&self, account: Uuid, agent: Uuid) -> R<i64>;
+    /// The conversations of a group in agents' hands (assigned and not ended or blocked).
+    fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64>;
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>>;
 
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>>;

@@ -2,9 +2,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::Json;
-use parley_core::group::{Group, NewGroup};
+use parley_core::group::{Group, GroupPatch, NewGroup};
 use parley_core::Uuid;
 use parley_store::ops::groups;
 use parley_store::StoreExt;
@@ -36,6 +36,14 @@ pub fn routes(api: Api) -> Api {
     .route(Op::get("/v1/groups", "List groups").tag("groups").paged().answers::<ListPage<Group>>(200), get(list))
     .route(Op::get("/v1/groups/{id}", "Get a group").tag("groups").answers::<Group>(200), get(show))
     .route(
+        Op::patch("/v1/groups/{id}", "Change a group's name, assignment mode or capacity")
+            .tag("groups")
+            .access(Access::AdminKey)
+            .body::<GroupPatch>()
+            .answers::<Group>(200),
+        patch(update),
+    )
+    .route(
         Op::put("/v1/groups/{id}/members", "Replace a group's members")
             .tag("groups")
             .access(Access::AdminKey)
@@ -65,6 +73,16 @@ async fn list(
 
 async fn show(State(ctx): State<ApiContext>, Caller(caller): Caller, PathId(id): PathId) -> ApiResult<Json<Group>> {
     super::show(&ctx, "group", move |r| r.group(caller.account_id, id)).await
+}
+
+async fn update(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    PathId(id): PathId,
+    Body(input): Body<GroupPatch>,
+) -> ApiResult<Json<Group>> {
+    let account = caller.account_id;
+    Ok(Json(ctx.store.write(move |tx| groups::update_group(tx, account, id, input)).await?))
 }
 
 async fn set_members(

@@ -457,3 +457,26 @@ on_both_backends! {
         .await;
     }
 }
+
+on_both_backends! {
+    async fn a_group_capacity_limits_what_its_agents_take_together() {
+        let srv = TestServer::start().await;
+        let team = Team::new(&srv, "auto_accept", 2, 5).await;
+        let path = format!("/v1/groups/{}", team.group);
+        let (s, g) = team.scene.admin(Method::PATCH, &path, Some(json!({"capacity": 2}))).await;
+        assert_eq!((s, g["capacity"].as_i64()), (StatusCode::OK, Some(2)), "{g}");
+        let (s, bad) = team.scene.admin(Method::PATCH, &path, Some(json!({"capacity": -1}))).await;
+        assert_eq!((s, bad["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("capacity")), "{bad}");
+        team.all("online").await;
+        for n in 0..4 {
+            team.request(n).await;
+        }
+        eventually("two assignments", || async { (team.queue().await["queue_size"] == 2).then_some(()) }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(team.queue().await["queue_size"], 2, "the group limit holds though its agents have room");
+        // Raising the limit routes at once (no event announces it: the schedule does).
+        let (s, _) = team.scene.admin(Method::PATCH, &path, Some(json!({"capacity": null}))).await;
+        assert_eq!(s, StatusCode::OK);
+        eventually("the rest", || async { (team.queue().await["queue_size"] == 0).then_some(()) }).await;
+    }
+}

@@ -141,6 +141,7 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
 
     let mut offered_now: HashSet<Uuid> = HashSet::new();
     let mut load: HashMap<Uuid, i64> = HashMap::new();
+    let mut group_offers: HashMap<Uuid, i64> = HashMap::new();
     for offer in tx.offers(account, OfferFilter::PendingInAccount)? {
         let conversation = tx.conversation(account, offer.conversation_id)?;
         let agent = agents.get(&offer.agent_id);
@@ -154,6 +155,9 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
         } else {
             offered_now.insert(offer.conversation_id);
             *load.entry(offer.agent_id).or_default() += 1;
+            if let Some(g) = offer.group_id {
+                *group_offers.entry(g).or_default() += 1;
+            }
         }
     }
 
@@ -168,9 +172,21 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
     if !room {
         return Ok(routed);
     }
+    // What each group with a limit of its own can still take.
+    let mut group_room: HashMap<Uuid, i64> = HashMap::new();
+    for group in groups.values() {
+        if let Some(capacity) = group.capacity {
+            let taken = tx.group_active_count(account, group.id)? + group_offers.get(&group.id).copied().unwrap_or(0);
+            group_room.insert(group.id, capacity - taken);
+        }
+    }
 
-    for mut conversation in queues_with_room(tx, account, &groups, &online, &agents, &load, &offered_now)? {
+    let room = Room { online: &online, agents: &agents, load: &load, groups: &group_room };
+    for mut conversation in queues_with_room(tx, account, &groups, &room, &offered_now)? {
         if offered_now.contains(&conversation.id) {
+            continue;
+        }
+        if conversation.group_id.and_then(|g| group_room.get(&g)).is_some_and(|left| *left <= 0) {
             continue;
         }
         let group = conversation.group_id.and_then(|g| groups.get(&g));
@@ -228,8 +244,20 @@ pub fn route(tx: &mut dyn Tx, account: Uuid, policy: &RoutingPolicy) -> R<Routed
             }
         }
         *load.entry(chosen).or_default() += 1;
+        if let Some(left) = conversation.group_id.and_then(|g| group_room.get_mut(&g)) {
+            *left -= 1;
+        }
     }
     Ok(routed)
+}
+
+/// Where there is room at the start of a pass: the online agents, their load, and what each
+/// group with a limit can still take.
+struct Room<'a> {
+    online: &'a [Uuid],
+    agents: &'a HashMap<Uuid, Agent>,
+    load: &'a HashMap<Uuid, i64>,
+    groups: &'a HashMap<Uuid, i64>,
 }
 
 /// The heads of every queue that some agent has room to take from, merged in queue order
@@ -239,20 +267,21 @@ fn queues_with_room(
     r: &dyn Reads,
     account: Uuid,
     groups: &HashMap<Uuid, Group>,
-    online: &[Uuid],
-    agents: &HashMap<Uuid, Agent>,
-    load: &HashMap<Uuid, i64>,
+    room: &Room,
     offered: &HashSet<Uuid>,
 ) -> R<Vec<Conversation>> {
-    let free = |id: &Uuid| (agents[id].capacity - load.get(id).copied().unwrap_or(0)).max(0) as usize;
+    let free = |id: &Uuid| (room.agents[id].capacity - room.load.get(id).copied().unwrap_or(0)).max(0) as usize;
     let mut queues: Vec<(Option<Uuid>, usize)> = Vec::new();
     for group in groups.values() {
-        let places: usize = online.iter().filter(|id| group.member_ids.contains(id)).map(free).sum();
+        let mut places: usize = room.online.iter().filter(|id| group.member_ids.contains(id)).map(free).sum();
+        if let Some(left) = room.groups.get(&group.id) {
+            places = places.min((*left).max(0) as usize);
+        }
         if places > 0 {
             queues.push((Some(group.id), places));
         }
     }
-    queues.push((None, online.iter().map(free).sum()));
+    queues.push((None, room.online.iter().map(free).sum()));
     let mut heads = Vec::new();
     for (group, places) in queues {
         let depth = (places + offered.len()).min(PASS_LIMIT);

@@ -480,6 +480,17 @@ impl Reads for PgConn<'_> {
             .unwrap_or(0))
     }
 
+    fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64> {
+        self.guard(account)?;
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = $1 AND group_id = $2
+                 AND status IN ('created', 'open', 'in_progress', 'on_hold') AND assignee_id IS NOT NULL",
+                &[&account, &group],
+            )?
+            .unwrap_or(0))
+    }
+
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
         self.guard(account)?;
         let (condition, id) = filter.condition();

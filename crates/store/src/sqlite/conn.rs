@@ -439,6 +439,16 @@ impl<T: HasConn> Reads for T {
             .query_row(params![account, agent], |r| r.get(0))?)
     }
 
+    fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = ?1 AND group_id = ?2
+                 AND status IN ('created', 'open', 'in_progress', 'on_hold') AND assignee_id IS NOT NULL",
+            )?
+            .query_row(params![account, group], |r| r.get(0))?)
+    }
+
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>> {
         let (condition, id) = filter.condition();
         let sql =
