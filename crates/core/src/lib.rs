@@ -19,6 +19,7 @@ pub mod patch;
 pub mod routing;
 pub mod text;
 pub mod time;
+pub mod trigger;
 pub mod webhook;
 
 pub use error::DomainError;

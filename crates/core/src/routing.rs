@@ -10,11 +10,12 @@ use crate::Timestamp;
 
 /// The status of an account or a group: online if any agent is online; else away if any is
 /// away; else invisible (offline agents count as neither).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RollupStatus {
     Online,
     Away,
+    #[default]
     Invisible,
 }
 
