@@ -127,11 +127,10 @@ fn repetition(rest: &str) -> Option<(usize, String)> {
 }
 
 fn translate(source: &str) -> Result<Translated, PatternError> {
-    let flags: String = if source.starts_with("(?") {
-        source[2..].chars().take_while(|c| c.is_ascii_alphabetic()).collect()
-    } else {
-        String::new()
-    };
+    let flags: String = source
+        .strip_prefix("(?")
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect())
+        .unwrap_or_default();
     let multiline = flags.contains('m');
     let mut out = Translated {
         text: String::with_capacity(source.len() + 16),
