@@ -446,7 +446,9 @@ impl Conversation {
     }
 
     /// A message from the business (an agent or a bot), allowed only when the reply status
-    /// for its author is `accepted`.
+    /// for its author is `accepted`. An automated message (author `system`: a trigger) needs no
+    /// handler — it may greet a customer who waits — and is not anyone's answer: it moves no
+    /// status and is not the first response.
     pub fn send_business_message(
         &mut self,
         message: &Message,
@@ -456,18 +458,24 @@ impl Conversation {
         let author = &message.author;
         message.content.validate(author.author_type, limits)?;
         let caller = author.id.map(|id| Participant { kind: author.author_type, id });
-        let reply_status = self.reply_status(scene.integration, caller, scene.now);
+        let automated = author.author_type == AuthorType::System;
+        let reply_status = match self.reply_status(scene.integration, caller, scene.now) {
+            ReplyStatus::Unassigned | ReplyStatus::NotAnAssignee if automated => ReplyStatus::Accepted,
+            other => other,
+        };
         if reply_status != ReplyStatus::Accepted {
             return Err(DomainError::ReplyNotAllowed { reply_status });
         }
         self.check_room(limits)?;
         let mut events = Vec::new();
-        if self.status == Status::InProgress {
+        if self.status == Status::InProgress && !automated {
             self.move_to(Status::OnHold, scene, &mut events)?;
         }
         self.messages_count += 1;
-        let first_response = self.first_response_at.is_none();
-        self.first_response_at.get_or_insert(scene.now);
+        let first_response = !automated && self.first_response_at.is_none();
+        if !automated {
+            self.first_response_at.get_or_insert(scene.now);
+        }
         self.updated_at = scene.now;
         events.push(scene.event(
             self.id,

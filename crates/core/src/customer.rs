@@ -18,6 +18,9 @@ pub struct Customer {
     pub email_verified: bool,
     pub metadata: Map<String, Value>,
     pub suspended: bool,
+    /// Set by the `set_triggered` trigger action; read by the `customer_triggered` condition.
+    #[serde(default)]
+    pub triggered: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -87,6 +90,7 @@ impl Customer {
             email_verified: false,
             metadata: profile.metadata.unwrap_or_default(),
             suspended: false,
+            triggered: false,
             created_at: now,
             updated_at: now,
         }
@@ -135,6 +139,7 @@ impl Customer {
             id: Some(self.id),
             external_id: self.external_id.clone(),
             name: self.name.clone(),
+            triggers: Vec::new(),
         }
     }
 }

@@ -75,11 +75,15 @@ pub struct Actor {
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For an automated action: the triggers whose actions led to it, the first cause first
+    /// (bounds chains, and keeps a trigger from firing again on what it caused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Uuid>,
 }
 
 impl Actor {
     pub fn system() -> Self {
-        Actor { actor_type: AuthorType::System, id: None, external_id: None, name: None }
+        Actor { actor_type: AuthorType::System, id: None, external_id: None, name: None, triggers: Vec::new() }
     }
 }
 

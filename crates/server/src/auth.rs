@@ -73,14 +73,13 @@ impl AccountCaller {
                     AgentKind::Bot => AuthorType::Bot,
                 },
                 id: Some(agent.id),
-                external_id: None,
                 name: Some(agent.name.clone()),
+                ..Actor::system()
             },
             None => Actor {
-                actor_type: AuthorType::System,
                 id: Some(self.key_id),
-                external_id: None,
                 name: Some(format!("api key {}", self.key_name)),
+                ..Actor::system()
             },
         }
     }

@@ -23,6 +23,7 @@ mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod tail;
+pub mod trigger_runner;
 pub mod webhooks;
 pub mod ws;
 

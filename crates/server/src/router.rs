@@ -51,13 +51,15 @@ impl Handler for Router {
     }
 }
 
-/// Starts the router and the scheduler; both stop when `shutdown` flips.
+/// Starts the router and the scheduler (which also runs the trigger actions held by a `wait`);
+/// both stop when `shutdown` flips.
 pub fn start(
     store: Arc<dyn Store>,
     hub: &Hub,
     node: String,
     lease_secs: i64,
     policy: RoutingPolicy,
+    limits: Arc<parley_core::limits::Limits>,
     shutdown: watch::Receiver<bool>,
 ) {
     let runner = Runner {
@@ -68,5 +70,6 @@ pub fn start(
         wake: Some(hub.watch(moves_queue)),
     };
     runner.spawn(Arc::new(Router { policy }), shutdown.clone());
-    tokio::spawn(crate::scheduler::run(store, policy, Duration::from_millis(100), shutdown));
+    let jobs = crate::scheduler::Jobs { routing: policy, limits };
+    tokio::spawn(crate::scheduler::run(store, jobs, Duration::from_millis(100), shutdown));
 }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_core::limits::Limits;
 use parley_store::ops::routing::{route, RoutingPolicy, ROUTE_JOB};
+use parley_store::ops::triggers::{Pending, ACTIONS_JOB};
 use parley_store::{ScheduledJob, Store, StoreError, StoreExt, Tx};
 use tokio::sync::watch;
 
@@ -13,9 +15,23 @@ const CLAIM_BATCH: usize = 64;
 /// A claimed job not completed within this time is handed out again.
 const JOB_LEASE_SECS: i64 = 30;
 
-fn run_job(tx: &mut dyn Tx, job: &ScheduledJob, policy: &RoutingPolicy) -> Result<(), StoreError> {
+/// What the jobs need to run.
+#[derive(Clone)]
+pub struct Jobs {
+    pub routing: RoutingPolicy,
+    pub limits: Arc<Limits>,
+}
+
+fn run_job(tx: &mut dyn Tx, job: &ScheduledJob, jobs: &Jobs) -> Result<(), StoreError> {
     match (job.kind.as_str(), job.account_id) {
-        (ROUTE_JOB, Some(account)) => route(tx, account, policy).map(|_| ()),
+        (ROUTE_JOB, Some(account)) => route(tx, account, &jobs.routing).map(|_| ()),
+        (ACTIONS_JOB, Some(account)) => match serde_json::from_value::<Pending>(job.payload.clone()) {
+            Ok(pending) => crate::trigger_runner::resume(tx, account, &pending, &jobs.limits),
+            Err(e) => {
+                tracing::warn!(id = %job.id, error = %e, "unreadable held-back trigger actions are dropped");
+                Ok(())
+            }
+        },
         (kind, _) => {
             tracing::warn!(kind, id = %job.id, "a scheduled job of no known kind is dropped");
             Ok(())
@@ -23,7 +39,7 @@ fn run_job(tx: &mut dyn Tx, job: &ScheduledJob, policy: &RoutingPolicy) -> Resul
     }
 }
 
-pub async fn run(store: Arc<dyn Store>, policy: RoutingPolicy, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: Arc<dyn Store>, jobs: Jobs, poll: Duration, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         let claimed = store
             .write(|tx| {
@@ -37,9 +53,10 @@ pub async fn run(store: Arc<dyn Store>, policy: RoutingPolicy, poll: Duration, m
         });
         let full = claimed.len() == CLAIM_BATCH;
         for job in claimed {
+            let jobs = jobs.clone();
             let result = store
                 .write(move |tx| {
-                    run_job(tx, &job, &policy)?;
+                    run_job(tx, &job, &jobs)?;
                     tx.complete_job(job.id)?;
                     Ok(())
                 })

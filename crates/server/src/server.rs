@@ -136,12 +136,22 @@ impl RunningServer {
             shutdown_rx.clone(),
         );
 
+        let limits = Arc::new(config.limits.clone());
         crate::router::start(
             store.clone(),
             &hub,
             node.clone(),
             config.lease_secs.max(1),
             config.routing,
+            limits.clone(),
+            shutdown_rx.clone(),
+        );
+        crate::trigger_runner::start(
+            store.clone(),
+            &hub,
+            node.clone(),
+            config.lease_secs.max(1),
+            limits.clone(),
             shutdown_rx.clone(),
         );
         let (router, openapi) = routes::api().finish();
@@ -150,7 +160,7 @@ impl RunningServer {
             hub,
             keys: Arc::new(KeyCache::default()),
             metrics,
-            limits: Arc::new(config.limits.clone()),
+            limits,
             body_limit: config.body_limit,
             sse_heartbeat: config.sse_heartbeat,
             admin_token_hashes: Arc::new(admin_token_hashes),

@@ -19,6 +19,7 @@ use crate::model::{
 use crate::StoreError;
 use parley_core::integration::SigningKey;
 use parley_core::routing::Offer;
+use parley_core::trigger::{Trigger, TriggerEvent};
 use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;
@@ -98,6 +99,19 @@ pub trait Reads {
     /// The conversations of a group in agents' hands (assigned and not ended or blocked).
     fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64>;
     fn offers(&self, account: Uuid, filter: OfferFilter) -> R<Vec<Offer>>;
+    /// Conversations waiting for a human in the whole account.
+    fn queue_size(&self, account: Uuid) -> R<i64>;
+    /// A customer's conversations other than `except` that an agent or bot handled, up to `cap`.
+    fn handled_conversations(&self, account: Uuid, customer: Uuid, except: Uuid, cap: i64) -> R<i64>;
+
+    fn trigger(&self, account: Uuid, id: Uuid) -> R<Option<Trigger>>;
+    fn triggers(&self, account: Uuid, page: &Page) -> R<Vec<Trigger>>;
+    /// The enabled triggers of one event, in `position` order (then creation).
+    fn triggers_for(&self, account: Uuid, event: TriggerEvent) -> R<Vec<Trigger>>;
+    /// How many triggers the account has, and the highest position (0 when none).
+    fn trigger_count(&self, account: Uuid) -> R<(i64, i64)>;
+    /// Whether the trigger already ran on the conversation (`run_once_per_conversation`).
+    fn trigger_ran(&self, trigger: Uuid, conversation: Uuid) -> R<bool>;
 
     fn webhook(&self, account: Uuid, id: Uuid) -> R<Option<Webhook>>;
     fn webhooks(&self, account: Uuid, page: &Page) -> R<Vec<Webhook>>;
@@ -132,6 +146,9 @@ pub trait Tx: Reads {
     fn put_customer(&mut self, account: Uuid, customer: &Customer) -> R<()>;
     fn put_conversation(&mut self, account: Uuid, conversation: &Conversation) -> R<()>;
     fn put_offer(&mut self, account: Uuid, offer: &Offer) -> R<()>;
+    fn put_trigger(&mut self, account: Uuid, trigger: &Trigger) -> R<()>;
+    fn delete_trigger(&mut self, account: Uuid, id: Uuid) -> R<bool>;
+    fn insert_trigger_run(&mut self, account: Uuid, trigger: Uuid, conversation: Uuid) -> R<()>;
     fn insert_message(&mut self, account: Uuid, message: &Message) -> R<()>;
     /// Moves a read position forward (never back); answers whether it moved.
     fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool>;

@@ -306,8 +306,9 @@ impl CompiledTrigger {
     }
 }
 
-/// The `trigger_fired` event's data.
-pub fn fired_data(trigger: &Trigger, cause: Uuid, actions: &[Action]) -> Value {
+/// The `trigger_fired` event's data: the trigger, the event that fired it, and its actions as
+/// they ran.
+pub fn fired_data(trigger: &Trigger, cause: Uuid, actions: Vec<Value>) -> Value {
     json!({
         "trigger_id": trigger.id,
         "name": trigger.name,

@@ -149,7 +149,7 @@ async fn send(
                     }
                     let author = Author { author_type: kind, id: Some(agent.id), name: Some(agent.name.clone()) };
                     let actor =
-                        Actor { actor_type: kind, id: Some(agent.id), external_id: None, name: Some(agent.name) };
+                        Actor { actor_type: kind, id: Some(agent.id), name: Some(agent.name), ..Actor::system() };
                     (author, actor)
                 }
             };

@@ -13,6 +13,7 @@ mod queue;
 mod sdk;
 mod signing_keys;
 mod system;
+mod triggers;
 mod webhooks;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +45,7 @@ pub fn api() -> Api {
     let api = sockets(api);
     let api = webhooks::routes(api);
     let api = queue::routes(api);
+    let api = triggers::routes(api);
     log::routes(api)
 }
 

@@ -62,6 +62,19 @@ pub fn update_customer(
     Ok(customer)
 }
 
+/// Sets the customer's `triggered` flag (the `set_triggered` trigger action).
+pub fn set_triggered(tx: &mut dyn Tx, account: Uuid, id: Uuid, value: bool, actor: Actor) -> R<Customer> {
+    let mut customer = found(tx.customer(account, id)?, "customer")?;
+    if customer.triggered == value {
+        return Ok(customer);
+    }
+    customer.triggered = value;
+    customer.updated_at = tx.now();
+    tx.put_customer(account, &customer)?;
+    tx.append(account, customer_event(EventType::CustomerUpdated, &customer, actor, &["triggered"]))?;
+    Ok(customer)
+}
+
 /// Suspends or restores a customer. Nothing of theirs is removed either way.
 pub fn set_suspended(tx: &mut dyn Tx, account: Uuid, id: Uuid, suspended: bool, actor: Actor) -> R<Customer> {
     let mut customer = found(tx.customer(account, id)?, "customer")?;

@@ -4,11 +4,14 @@
 use parley_core::conversation::{Conversation, Scene, Status};
 use parley_core::event::Actor;
 use parley_core::limits::Limits;
-use parley_core::message::{Author, AuthorType, Content, Message};
+use parley_core::customer::{Customer, CustomerProfile};
+use parley_core::message::{Author, AuthorType, Content, FormResponseContent, Message};
 use parley_core::{text, Uuid};
 
 use super::conversations::load;
+use super::customers;
 use super::routing::back_of_queue;
+use super::triggers::EMAIL_FIELD;
 use super::{append_all, found, R};
 use crate::tx::Tx;
 use crate::StoreError;
@@ -17,6 +20,18 @@ pub struct NewMessage {
     pub author: Author,
     pub content: Content,
     pub client_message_id: Option<String>,
+}
+
+/// A customer's answer to an e-mail request (a form field named `email`) becomes their e-mail.
+fn take_email(tx: &mut dyn Tx, account: Uuid, customer: &Customer, answer: &FormResponseContent) -> R<()> {
+    let Some((i, field)) = answer.fields.iter().enumerate().find(|(_, f)| f.name == EMAIL_FIELD) else {
+        return Ok(());
+    };
+    let email = field.value.trim();
+    text::email(&format!("content.fields[{i}].value"), email)?;
+    let profile = CustomerProfile { email: Some(email.to_string()), ..CustomerProfile::default() };
+    customers::update_customer(tx, account, customer.id, profile, customer.actor())?;
+    Ok(())
 }
 
 pub struct Sent {
@@ -90,5 +105,8 @@ pub fn send_message(
         other => other?,
     }
     append_all(tx, account, events)?;
+    if let Content::FormResponse(answer) = &message.content {
+        take_email(tx, account, &customer, answer)?;
+    }
     Ok(Sent { message, created: true })
 }

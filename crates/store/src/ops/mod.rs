@@ -10,6 +10,7 @@ pub mod groups;
 pub mod integrations;
 pub mod messages;
 pub mod routing;
+pub mod triggers;
 pub mod sdk;
 pub mod webhooks;
 

@@ -95,7 +95,8 @@ pub fn all_agents(r: &dyn Reads, account: Uuid) -> R<Vec<Agent>> {
     every(|page| r.agents(account, page), |a| a.id)
 }
 
-fn all_groups(r: &dyn Reads, account: Uuid) -> R<HashMap<Uuid, Group>> {
+/// Every group of the account, by id.
+pub fn all_groups(r: &dyn Reads, account: Uuid) -> R<HashMap<Uuid, Group>> {
     Ok(every(|page| r.groups(account, page), |g| g.id)?.into_iter().map(|g| (g.id, g)).collect())
 }
 

@@ -31,6 +31,7 @@ use crate::model::{
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::routing::Offer;
+use parley_core::trigger::{Trigger, TriggerEvent};
 
 type R<T> = Result<T, StoreError>;
 type Arg<'a> = &'a (dyn ToSql + Sync);
@@ -480,6 +481,60 @@ impl Reads for PgConn<'_> {
             .unwrap_or(0))
     }
 
+    fn queue_size(&self, account: Uuid) -> R<i64> {
+        self.guard(account)?;
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = $1 AND status = 'open' AND assignee_id IS NULL",
+                &[&account],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn handled_conversations(&self, account: Uuid, customer: Uuid, except: Uuid, cap: i64) -> R<i64> {
+        self.guard(account)?;
+        Ok(self
+            .scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE account_id = $1 AND customer_id = $2
+                 AND id != $3 AND assignee_id IS NOT NULL LIMIT $4) handled",
+                &[&account, &customer, &except, &cap],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn trigger(&self, account: Uuid, id: Uuid) -> R<Option<Trigger>> {
+        self.guard(account)?;
+        self.one_doc("SELECT body FROM triggers WHERE id = $1 AND account_id = $2", &[&id, &account])
+    }
+
+    fn triggers(&self, account: Uuid, page: &Page) -> R<Vec<Trigger>> {
+        self.page_of("triggers", account, page)
+    }
+
+    fn triggers_for(&self, account: Uuid, event: TriggerEvent) -> R<Vec<Trigger>> {
+        self.guard(account)?;
+        self.docs(
+            "SELECT body FROM triggers WHERE account_id = $1 AND event = $2 AND enabled ORDER BY position, id",
+            &[&account, &event.as_str()],
+        )
+    }
+
+    fn trigger_count(&self, account: Uuid) -> R<(i64, i64)> {
+        self.guard(account)?;
+        let rows = self.rows(
+            "SELECT COUNT(*), COALESCE(MAX(position), 0)::BIGINT FROM triggers WHERE account_id = $1",
+            &[&account],
+        )?;
+        let row = rows.first().ok_or_else(|| StoreError::Backend("no count".into()))?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    fn trigger_ran(&self, trigger: Uuid, conversation: Uuid) -> R<bool> {
+        Ok(!self
+            .rows("SELECT 1 FROM trigger_runs WHERE trigger_id = $1 AND conversation_id = $2", &[&trigger, &conversation])?
+            .is_empty())
+    }
+
     fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64> {
         self.guard(account)?;
         Ok(self
@@ -609,6 +664,35 @@ impl Tx for PgConn<'_> {
             "INSERT INTO routing_offers (id, account_id, conversation_id, agent_id, status, body)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
             &[&offer.id, &account, &offer.conversation_id, &offer.agent_id, &offer.status.as_str(), &to_doc(offer)?],
+        )?;
+        Ok(())
+    }
+
+    fn put_trigger(&mut self, account: Uuid, t: &Trigger) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO triggers (id, account_id, event, position, enabled, body) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET event = excluded.event, position = excluded.position,
+                enabled = excluded.enabled, body = excluded.body",
+            &[&t.id, &account, &t.event.as_str(), &t.position, &t.enabled, &to_doc(t)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_trigger(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        self.guard(account)?;
+        let deleted = self.exec("DELETE FROM triggers WHERE id = $1 AND account_id = $2", &[&id, &account])?;
+        if deleted > 0 {
+            self.exec("DELETE FROM trigger_runs WHERE trigger_id = $1", &[&id])?;
+        }
+        Ok(deleted > 0)
+    }
+
+    fn insert_trigger_run(&mut self, account: Uuid, trigger: Uuid, conversation: Uuid) -> R<()> {
+        self.guard(account)?;
+        self.exec(
+            "INSERT INTO trigger_runs (trigger_id, conversation_id, account_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&trigger, &conversation, &account],
         )?;
         Ok(())
     }

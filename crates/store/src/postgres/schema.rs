@@ -190,6 +190,24 @@ CREATE INDEX routing_offers_conversation ON routing_offers (conversation_id, sta
 CREATE INDEX routing_offers_agent ON routing_offers (agent_id, status);
 CREATE INDEX routing_offers_account ON routing_offers (account_id, status);
 "#,
+    r#"
+CREATE TABLE triggers (
+    id UUID PRIMARY KEY,
+    account_id UUID NOT NULL,
+    event TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    enabled BOOLEAN NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX triggers_account ON triggers (account_id, id);
+CREATE INDEX triggers_event ON triggers (account_id, event, enabled, position);
+CREATE TABLE trigger_runs (
+    trigger_id UUID NOT NULL,
+    conversation_id UUID NOT NULL,
+    account_id UUID NOT NULL,
+    PRIMARY KEY (trigger_id, conversation_id)
+);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

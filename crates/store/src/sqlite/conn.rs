@@ -25,6 +25,7 @@ use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
 use parley_core::routing::Offer;
+use parley_core::trigger::{Trigger, TriggerEvent};
 use parley_core::webhook::{Attempt, Delivery, DeliveryStatus, Webhook};
 
 type R<T> = Result<T, StoreError>;
@@ -439,6 +440,57 @@ impl<T: HasConn> Reads for T {
             .query_row(params![account, agent], |r| r.get(0))?)
     }
 
+    fn queue_size(&self, account: Uuid) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM conversations WHERE account_id = ?1 AND status = 'open' AND assignee_id IS NULL",
+            )?
+            .query_row([account], |r| r.get(0))?)
+    }
+
+    fn handled_conversations(&self, account: Uuid, customer: Uuid, except: Uuid, cap: i64) -> R<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE account_id = ?1 AND customer_id = ?2
+                 AND id != ?3 AND assignee_id IS NOT NULL LIMIT ?4)",
+            )?
+            .query_row(params![account, customer, except, cap], |r| r.get(0))?)
+    }
+
+    fn trigger(&self, account: Uuid, id: Uuid) -> R<Option<Trigger>> {
+        one_doc(self.conn(), "SELECT body FROM triggers WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+    }
+
+    fn triggers(&self, account: Uuid, page: &Page) -> R<Vec<Trigger>> {
+        page_of(self.conn(), "triggers", account, page)
+    }
+
+    fn triggers_for(&self, account: Uuid, event: TriggerEvent) -> R<Vec<Trigger>> {
+        docs(
+            self.conn(),
+            "SELECT body FROM triggers WHERE account_id = ?1 AND event = ?2 AND enabled = 1 ORDER BY position, id",
+            &[&account, &event.as_str()],
+        )
+    }
+
+    fn trigger_count(&self, account: Uuid) -> R<(i64, i64)> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT COUNT(*), COALESCE(MAX(position), 0) FROM triggers WHERE account_id = ?1")?
+            .query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    fn trigger_ran(&self, trigger: Uuid, conversation: Uuid) -> R<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT 1 FROM trigger_runs WHERE trigger_id = ?1 AND conversation_id = ?2")?
+            .query_row([trigger, conversation], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     fn group_active_count(&self, account: Uuid, group: Uuid) -> R<i64> {
         Ok(self
             .conn()
@@ -572,6 +624,32 @@ impl Tx for WriteConn<'_> {
                 offer.status.as_str(),
                 to_doc(offer)?
             ])?;
+        Ok(())
+    }
+
+    fn put_trigger(&mut self, account: Uuid, t: &Trigger) -> R<()> {
+        self.db.execute(
+            "INSERT INTO triggers (id, account_id, event, position, enabled, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET event = excluded.event, position = excluded.position,
+                enabled = excluded.enabled, body = excluded.body",
+            params![t.id, account, t.event.as_str(), t.position, t.enabled, to_doc(t)?],
+        )?;
+        Ok(())
+    }
+
+    fn delete_trigger(&mut self, account: Uuid, id: Uuid) -> R<bool> {
+        let deleted = self.db.execute("DELETE FROM triggers WHERE id = ?1 AND account_id = ?2", params![id, account])?;
+        if deleted > 0 {
+            self.db.execute("DELETE FROM trigger_runs WHERE trigger_id = ?1", [id])?;
+        }
+        Ok(deleted > 0)
+    }
+
+    fn insert_trigger_run(&mut self, account: Uuid, trigger: Uuid, conversation: Uuid) -> R<()> {
+        self.db.execute(
+            "INSERT INTO trigger_runs (trigger_id, conversation_id, account_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![trigger, conversation, account],
+        )?;
         Ok(())
     }
 

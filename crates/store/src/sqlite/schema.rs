@@ -221,6 +221,24 @@ CREATE INDEX routing_offers_conversation ON routing_offers (conversation_id, sta
 CREATE INDEX routing_offers_agent ON routing_offers (agent_id, status);
 CREATE INDEX routing_offers_account ON routing_offers (account_id, status);
 "#,
+    r#"
+CREATE TABLE triggers (
+    id BLOB PRIMARY KEY,
+    account_id BLOB NOT NULL,
+    event TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    enabled INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX triggers_account ON triggers (account_id, id);
+CREATE INDEX triggers_event ON triggers (account_id, event, enabled, position);
+CREATE TABLE trigger_runs (
+    trigger_id BLOB NOT NULL,
+    conversation_id BLOB NOT NULL,
+    account_id BLOB NOT NULL,
+    PRIMARY KEY (trigger_id, conversation_id)
+);
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
