@@ -76,11 +76,9 @@ impl AccountCaller {
                 name: Some(agent.name.clone()),
                 ..Actor::system()
             },
-            None => Actor {
-                id: Some(self.key_id),
-                name: Some(format!("api key {}", self.key_name)),
-                ..Actor::system()
-            },
+            None => {
+                Actor { id: Some(self.key_id), name: Some(format!("api key {}", self.key_name)), ..Actor::system() }
+            }
         }
     }
 

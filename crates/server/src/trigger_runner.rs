@@ -150,7 +150,6 @@ pub fn start(
     limits: Arc<Limits>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let runner =
-        Runner { store, node, lease_secs, poll: Duration::from_millis(500), wake: Some(hub.watch(fires)) };
+    let runner = Runner { store, node, lease_secs, poll: Duration::from_millis(500), wake: Some(hub.watch(fires)) };
     runner.spawn(Arc::new(TriggerRunner { limits, compiled: Compiled::default() }), shutdown);
 }

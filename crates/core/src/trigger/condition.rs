@@ -32,6 +32,10 @@ pub enum Field {
     Message,
     InitialRouting,
     QueueSize,
+    /// The conversation's tags (beyond the spec: lets a trigger act on what an outside
+    /// classifier tagged). `is` / `is_not`: has / lacks the tag; `is_one_of` / `is_none_of`:
+    /// has any / none of them.
+    Tags,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -63,6 +67,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// Free words compared whole (a brand).
     MultiSelect,
+    /// A set of words (tags).
+    Set,
 }
 
 const STATUSES: &[&str] = &["online", "away", "invisible"];
@@ -87,6 +93,7 @@ impl Field {
             AccountStatus | GroupStatus => Kind::Choice(STATUSES),
             SenderType => Kind::Choice(SENDER_TYPES),
             Brand => Kind::MultiSelect,
+            Tags => Kind::Set,
         }
     }
 }
@@ -110,7 +117,7 @@ impl Operator {
                     | IsNoneOf
             ),
             Kind::Boolean => matches!(self, Is | IsNot),
-            Kind::Choice(_) | Kind::MultiSelect => matches!(self, Is | IsNot | IsOneOf | IsNoneOf),
+            Kind::Choice(_) | Kind::MultiSelect | Kind::Set => matches!(self, Is | IsNot | IsOneOf | IsNoneOf),
         }
     }
 
@@ -199,7 +206,7 @@ impl Condition {
                 Kind::Boolean => {
                     Test::Boolean(self.value.as_bool().ok_or_else(|| invalid("value", "must be true or false".into()))?)
                 }
-                Kind::Text | Kind::Choice(_) | Kind::MultiSelect => {
+                Kind::Text | Kind::Choice(_) | Kind::MultiSelect | Kind::Set => {
                     let text = self.value.as_str().ok_or_else(|| invalid("value", "must be a string".into()))?;
                     check_choice(kind, text).map_err(|r| invalid("value", r))?;
                     match self.operator {
@@ -244,6 +251,7 @@ enum Actual<'a> {
     Text(&'a str),
     /// The group: its id and its name, either of which may be named.
     Group(Option<Uuid>, &'a str),
+    Set(&'a [String]),
 }
 
 impl Compiled {
@@ -271,6 +279,7 @@ impl Compiled {
             CustomerRequestingConversation => Actual::Boolean(facts.customer_requesting_conversation),
             CustomerServed => Actual::Boolean(facts.customer_served),
             InitialRouting => Actual::Boolean(facts.initial_routing),
+            Tags => Actual::Set(&facts.tags),
         }
     }
 
@@ -323,6 +332,10 @@ impl Compiled {
                 _ => false,
             }),
             (Actual::Text(a), Test::Texts(list)) => decided(list.iter().any(|v| v == a) == (op == IsOneOf)),
+            (Actual::Set(set), Test::Text(v)) => decided(set.iter().any(|t| t.eq_ignore_ascii_case(v)) == (op == Is)),
+            (Actual::Set(set), Test::Texts(list)) => {
+                decided(set.iter().any(|t| list.iter().any(|v| t.eq_ignore_ascii_case(v))) == (op == IsOneOf))
+            }
             _ => decided(false),
         }
     }
@@ -357,6 +370,7 @@ mod tests {
             message: "Help, I need somebody".into(),
             initial_routing: true,
             queue_size: 0,
+            tags: vec!["spam".into(), "billing".into()],
             ..Facts::default()
         }
     }
@@ -453,6 +467,12 @@ mod tests {
         check("brand", "is", json!("Acme Shoes"), true);
         check("brand", "is_one_of", json!(["Acme", "Acme Shoes"]), true);
         check("brand", "is_none_of", json!(["Acme Shoes"]), false);
+        check("tags", "is", json!("spam"), true);
+        check("tags", "is", json!("SPAM"), true);
+        check("tags", "is_not", json!("vip"), true);
+        check("tags", "is_one_of", json!(["vip", "spam"]), true);
+        check("tags", "is_none_of", json!(["vip", "spam"]), false);
+        check("tags", "is_none_of", json!(["vip"]), true);
     }
 
     fn refused(condition: Value) -> String {

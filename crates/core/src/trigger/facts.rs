@@ -41,6 +41,8 @@ pub struct Facts {
     pub bot_name: String,
     pub wait_time_min: Option<i64>,
     pub wait_time_max: Option<i64>,
+    /// The conversation's tags.
+    pub tags: Vec<String>,
 }
 
 impl Facts {

@@ -76,7 +76,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(trigger)))
 }
 
-async fn list(State(ctx): State<ApiContext>, Admin(caller): Admin, params: Params) -> ApiResult<Json<ListPage<Trigger>>> {
+async fn list(
+    State(ctx): State<ApiContext>,
+    Admin(caller): Admin,
+    params: Params,
+) -> ApiResult<Json<ListPage<Trigger>>> {
     super::list(&ctx, caller.account_id, &params, |r, account, page| r.triggers(account, page), |t| t.id).await
 }
 

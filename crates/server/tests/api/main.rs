@@ -17,4 +17,5 @@ mod routing;
 mod sdk;
 mod sockets;
 mod stream;
+mod triggers;
 mod webhooks;

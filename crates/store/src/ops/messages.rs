@@ -2,9 +2,9 @@
 //! business (allowed by the reply status), idempotent by `client_message_id`.
 
 use parley_core::conversation::{Conversation, Scene, Status};
+use parley_core::customer::{Customer, CustomerProfile};
 use parley_core::event::Actor;
 use parley_core::limits::Limits;
-use parley_core::customer::{Customer, CustomerProfile};
 use parley_core::message::{Author, AuthorType, Content, FormResponseContent, Message};
 use parley_core::{text, Uuid};
 

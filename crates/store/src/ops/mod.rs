@@ -10,8 +10,8 @@ pub mod groups;
 pub mod integrations;
 pub mod messages;
 pub mod routing;
-pub mod triggers;
 pub mod sdk;
+pub mod triggers;
 pub mod webhooks;
 
 use parley_core::event::EventDraft;

@@ -149,6 +149,7 @@ pub fn facts(r: &dyn Reads, account: Uuid, occasion: &Occasion, now: Timestamp) 
         message: occasion.message.clone(),
         initial_routing: occasion.initial_routing,
         queue_size: r.queue_size(account)?,
+        tags: conversation.tags.clone(),
         ..Facts::default()
     };
     facts.at(now);
@@ -194,13 +195,7 @@ pub struct Pending {
 /// Carries out `actions` in order for the conversation of `occasion`, acting as the trigger,
 /// until a `wait`: what follows it goes to the schedule. Answers each action as it ran (text
 /// rendered), or with the reason it was refused (a refused action does not stop the rest).
-pub fn run_actions(
-    tx: &mut dyn Tx,
-    account: Uuid,
-    pending: &Pending,
-    facts: &Facts,
-    limits: &Limits,
-) -> R<Vec<Value>> {
+pub fn run_actions(tx: &mut dyn Tx, account: Uuid, pending: &Pending, facts: &Facts, limits: &Limits) -> R<Vec<Value>> {
     let actor = trigger_actor(pending.trigger_id, &pending.trigger_name, &pending.occasion.chain);
     let conversation = pending.occasion.conversation_id;
     let mut done = Vec::with_capacity(pending.actions.len());
@@ -245,7 +240,8 @@ fn perform(
     match action {
         Action::SendMessage { text, sender_name } => {
             let content = Content::Text(TextContent { text: text.clone(), actions: Vec::new(), payload: None });
-            let new = messages::NewMessage { author: automated(sender_name.as_ref()), content, client_message_id: None };
+            let new =
+                messages::NewMessage { author: automated(sender_name.as_ref()), content, client_message_id: None };
             messages::send_message(tx, account, conversation, new, actor, limits).map(|_| ())
         }
         Action::RequestEmail { text } => {
@@ -263,7 +259,9 @@ fn perform(
             let id = customer()?;
             customers::set_triggered(tx, account, id, *value, actor).map(|_| ())
         }
-        Action::AddTags { tags } => conversations::change_tags(tx, account, conversation, tags, &[], actor, limits).map(|_| ()),
+        Action::AddTags { tags } => {
+            conversations::change_tags(tx, account, conversation, tags, &[], actor, limits).map(|_| ())
+        }
         Action::RemoveTags { tags } => {
             conversations::change_tags(tx, account, conversation, &[], tags, actor, limits).map(|_| ())
         }
@@ -271,7 +269,9 @@ fn perform(
             let id = customer()?;
             customers::set_suspended(tx, account, id, true, actor).map(|_| ())
         }
-        Action::CloseConversation => conversations::change_status(tx, account, conversation, Status::Ended, actor).map(|_| ()),
+        Action::CloseConversation => {
+            conversations::change_status(tx, account, conversation, Status::Ended, actor).map(|_| ())
+        }
         Action::RouteToGroup { group_id } => {
             conversations::assign(tx, account, conversation, AssignTo::Group(*group_id), actor).map(|_| ())
         }

@@ -531,7 +531,10 @@ impl Reads for PgConn<'_> {
 
     fn trigger_ran(&self, trigger: Uuid, conversation: Uuid) -> R<bool> {
         Ok(!self
-            .rows("SELECT 1 FROM trigger_runs WHERE trigger_id = $1 AND conversation_id = $2", &[&trigger, &conversation])?
+            .rows(
+                "SELECT 1 FROM trigger_runs WHERE trigger_id = $1 AND conversation_id = $2",
+                &[&trigger, &conversation],
+            )?
             .is_empty())
     }
 

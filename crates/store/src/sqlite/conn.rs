@@ -638,7 +638,8 @@ impl Tx for WriteConn<'_> {
     }
 
     fn delete_trigger(&mut self, account: Uuid, id: Uuid) -> R<bool> {
-        let deleted = self.db.execute("DELETE FROM triggers WHERE id = ?1 AND account_id = ?2", params![id, account])?;
+        let deleted =
+            self.db.execute("DELETE FROM triggers WHERE id = ?1 AND account_id = ?2", params![id, account])?;
         if deleted > 0 {
             self.db.execute("DELETE FROM trigger_runs WHERE trigger_id = ?1", [id])?;
         }
