@@ -318,3 +318,30 @@ on_both_backends! {
         assert_eq!(fired[0]["data"]["actions"][1]["type"], "wait");
     }
 }
+
+on_both_backends! {
+    async fn triggers_routing_into_each_other_fire_once_each_and_stop() {
+        let srv = TestServer::start().await;
+        let scene = Scene::new(&srv).await;
+        let (_, first) = scene.admin(Method::POST, "/v1/groups", Some(json!({"name": "First"}))).await;
+        let (_, second) = scene.admin(Method::POST, "/v1/groups", Some(json!({"name": "Second"}))).await;
+        // Each sends what is queued in its group to the other: a loop, unless chains stop it.
+        create(&scene, text_trigger("to second", "conversation_queued", json!([{"field": "group", "operator": "is_not", "value": "Second"}]), json!([{"type": "route_to_group", "group_id": second["id"]}]))).await;
+        create(&scene, text_trigger("to first", "conversation_queued", json!([{"field": "group", "operator": "is", "value": "Second"}]), json!([{"type": "route_to_group", "group_id": first["id"]}]))).await;
+        let c = scene.conversation().await;
+        scene.customer_says(&c, "hello").await;
+        fired(&scene, &c, 3).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // On the customer's queueing, "to second" runs, then "to first" sees the conversation in
+        // Second and runs too (each trigger sees the effects of those before it). What "to
+        // first" caused fires "to second" once more; what that caused has both in its chain.
+        let fired = scene.log_all(&format!("conversation_id={c}&type=trigger_fired"), 100).await;
+        let names: Vec<&str> = fired.iter().map(|f| f["data"]["name"].as_str().expect("name")).collect();
+        assert_eq!(names, ["to second", "to first", "to second"], "and then it stops");
+        assert_eq!(fired[0]["data"]["caused_by"], fired[1]["data"]["caused_by"], "both on the customer's queueing");
+        assert_eq!(scene.get_conversation(&c).await["group_id"], second["id"]);
+        let queued = scene.log_all(&format!("conversation_id={c}&type=conversation_queued"), 100).await;
+        assert_eq!(queued.len(), 4);
+        assert_eq!(queued[3]["actor"]["triggers"].as_array().map(Vec::len), Some(2), "the chain is carried");
+    }
+}
