@@ -133,6 +133,26 @@ fn machine() -> Value {
     json!({"cores": cores, "memory_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0, "cpu": model})
 }
 
+/// A new account: its admin key.
+async fn bench_account(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    let account = post(http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
+    Ok(account["api_key"]["secret"].as_str().ok_or("no key")?.to_string())
+}
+
+/// `n` conversations of named customers on a new `api` integration: their messages URLs.
+async fn message_urls(http: &reqwest::Client, base: &str, key: &str, n: usize) -> Result<Vec<String>, String> {
+    let integration =
+        post(http, &format!("{base}/v1/integrations"), key, &json!({"name": "bench", "type": "api"})).await?;
+    let mut urls = Vec::with_capacity(n);
+    for i in 0..n {
+        let body =
+            json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}"), "name": "Kamal"}});
+        let c = post(http, &format!("{base}/v1/conversations"), key, &body).await?;
+        urls.push(format!("{base}/v1/conversations/{}/messages", c["id"].as_str().ok_or("no id")?));
+    }
+    Ok(urls)
+}
+
 async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Result<Value, String> {
     let resp = http.post(url).bearer_auth(key).json(body).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
@@ -206,21 +226,8 @@ async fn triggers(args: BenchArgs) -> Result<(), String> {
     let server = start_server(&args)?;
     let http = reqwest::Client::new();
     let base = server.url.clone();
-    let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
-    let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
-    let integration =
-        post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
-    let mut conversations = Vec::new();
-    for i in 0..args.conversations.min(100) {
-        let c = post(
-            &http,
-            &format!("{base}/v1/conversations"),
-            &key,
-            &json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}"), "name": "Kamal"}}),
-        )
-        .await?;
-        conversations.push(format!("{base}/v1/conversations/{}/messages", c["id"].as_str().ok_or("no id")?));
-    }
+    let key = bench_account(&http, &base).await?;
+    let conversations = message_urls(&http, &base, &key, args.conversations.min(100)).await?;
     // The probe fires on every message; its action changes nothing after the first time.
     let probe = json!({"name": "probe", "event": "message_sent", "position": 1_000_000,
         "actions": [{"type": "set_triggered", "value": true}]});
@@ -453,8 +460,7 @@ async fn webhooks(args: BenchArgs) -> Result<(), String> {
 
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
     let base = server.url.clone();
-    let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
-    let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
+    let key = bench_account(&http, &base).await?;
     for i in 0..args.healthy {
         post(
             &http,
@@ -473,19 +479,7 @@ async fn webhooks(args: BenchArgs) -> Result<(), String> {
         )
         .await?;
     }
-    let integration =
-        post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
-    let mut conversations = Vec::new();
-    for i in 0..args.conversations.min(100) {
-        let c = post(
-            &http,
-            &format!("{base}/v1/conversations"),
-            &key,
-            &json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}}),
-        )
-        .await?;
-        conversations.push(format!("{base}/v1/conversations/{}/messages", c["id"].as_str().ok_or("no id")?));
-    }
+    let conversations = message_urls(&http, &base, &key, args.conversations.min(100)).await?;
     let conversations = Arc::new(conversations);
     let server_pid = server.child.id().to_string();
     let (server_cpu0, own_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));

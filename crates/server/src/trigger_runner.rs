@@ -100,7 +100,7 @@ impl TriggerRunner {
                 actions: trigger.actions.clone(),
             };
             let done = run_actions(tx, account, &pending, &current, &self.limits)?;
-            log_fired(tx, account, &trigger, occasion, &done)?;
+            log_fired(tx, account, &pending, &done)?;
             // `seen` stays empty: the next trigger reads the facts again, after these effects.
         }
         Ok(())
@@ -135,10 +135,7 @@ pub fn resume(tx: &mut dyn Tx, account: Uuid, pending: &Pending, limits: &Limits
         Err(e) => return Err(e),
     };
     let done = run_actions(tx, account, pending, &current, limits)?;
-    if let Some(trigger) = tx.trigger(account, pending.trigger_id)? {
-        log_fired(tx, account, &trigger, &pending.occasion, &done)?;
-    }
-    Ok(())
+    log_fired(tx, account, pending, &done)
 }
 
 /// Starts the runner; it stops when `shutdown` flips.

@@ -308,11 +308,11 @@ impl CompiledTrigger {
 
 /// The `trigger_fired` event's data: the trigger, the event that fired it, and its actions as
 /// they ran.
-pub fn fired_data(trigger: &Trigger, cause: Uuid, actions: Vec<Value>) -> Value {
+pub fn fired_data(trigger_id: Uuid, name: &str, event: TriggerEvent, cause: Uuid, actions: Vec<Value>) -> Value {
     json!({
-        "trigger_id": trigger.id,
-        "name": trigger.name,
-        "event": trigger.event,
+        "trigger_id": trigger_id,
+        "name": name,
+        "event": event,
         "caused_by": cause,
         "actions": actions,
     })

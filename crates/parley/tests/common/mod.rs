@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a part of these helpers
 //! What the process-level tests share: a webhook receiver on loopback.
 
 use std::sync::atomic::{AtomicBool, Ordering};

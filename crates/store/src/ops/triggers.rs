@@ -282,17 +282,19 @@ fn perform(
 /// The field of the `request_email` form whose answer becomes the customer's e-mail.
 pub const EMAIL_FIELD: &str = "email";
 
-/// Logs that a trigger fired on an occasion, with its actions as they ran.
-pub fn log_fired(tx: &mut dyn Tx, account: Uuid, trigger: &Trigger, occasion: &Occasion, actions: &[Value]) -> R<()> {
+/// Logs that a trigger fired on an occasion (or that the actions its `wait` held ran), with
+/// its actions as they ran.
+pub fn log_fired(tx: &mut dyn Tx, account: Uuid, pending: &Pending, actions: &[Value]) -> R<()> {
+    let occasion = &pending.occasion;
     let (_, integration) = load(tx, account, occasion.conversation_id)?;
-    let data = fired_data(trigger, occasion.cause, actions.to_vec());
+    let data = fired_data(pending.trigger_id, &pending.trigger_name, occasion.event, occasion.cause, actions.to_vec());
     tx.append(
         account,
         EventDraft {
             event_type: EventType::TriggerFired,
             conversation_id: Some(occasion.conversation_id),
             channel: Some(Channel::of(&integration)),
-            actor: trigger_actor(trigger.id, &trigger.name, &occasion.chain),
+            actor: trigger_actor(pending.trigger_id, &pending.trigger_name, &occasion.chain),
             data,
         },
     )?;
