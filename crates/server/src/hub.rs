@@ -28,6 +28,8 @@ pub struct Typing {
 pub enum Live {
     Event(Arc<LogEntry>),
     Typing(Arc<Typing>),
+    /// An event of someone else's conversation that moves queues or presence (customer feeds).
+    Signal(Arc<LogEntry>),
 }
 
 /// Wakes a background worker when an event it cares about commits (on any node).
@@ -40,6 +42,9 @@ struct Watch {
 pub struct Hub {
     accounts: Mutex<HashMap<Uuid, broadcast::Sender<Live>>>,
     watches: Mutex<Vec<Watch>>,
+    /// Customers' own feeds, used while this hub sees every account's events in order.
+    customers: crate::customer_feeds::CustomerFeeds,
+    ordered: std::sync::atomic::AtomicBool,
     /// Where this node's live traffic goes to reach other nodes, when there are several.
     fanout: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::fanout::Outgoing>>,
 }
@@ -71,8 +76,13 @@ impl Hub {
 
     /// To this node's subscribers only (what another node committed).
     pub fn publish_local(&self, entries: &[LogEntry]) {
+        let ordered = self.is_ordered();
         for entry in entries {
-            self.send(entry.account_id, Live::Event(Arc::new(entry.clone())));
+            let entry = Arc::new(entry.clone());
+            if ordered {
+                self.customers.route(&entry);
+            }
+            self.send(entry.account_id, Live::Event(entry));
         }
         if let Ok(watches) = self.watches.lock() {
             for watch in watches.iter() {
@@ -95,6 +105,9 @@ impl Hub {
 
     pub fn typing(&self, account: Uuid, typing: Typing) {
         let typing = Arc::new(typing);
+        if self.is_ordered() {
+            self.customers.route_typing(&typing);
+        }
         if let Some(fanout) = self.fanout.get() {
             let _ = fanout.send(crate::fanout::Outgoing::Typing(account, typing.clone()));
         }
@@ -103,6 +116,20 @@ impl Hub {
 
     pub fn typing_local(&self, account: Uuid, typing: Typing) {
         self.send(account, Live::Typing(Arc::new(typing)));
+    }
+
+    /// Declares that this hub sees every account's events in `seq` order (the embedded store on
+    /// one node): customer sockets then get their own routed feeds.
+    pub fn set_ordered(&self, ordered: bool) {
+        self.ordered.store(ordered, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_ordered(&self) -> bool {
+        self.ordered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn customer_feeds(&self) -> &crate::customer_feeds::CustomerFeeds {
+        &self.customers
     }
 
     pub fn subscribe(&self, account: Uuid) -> broadcast::Receiver<Live> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumers;
 pub mod context;
 pub mod cursor;
+pub mod customer_feeds;
 pub mod error;
 pub mod extract;
 pub mod fanout;

@@ -120,9 +120,12 @@ impl RunningServer {
         if let Some(token) = config.admin_token.as_deref().filter(|t| !t.is_empty()) {
             admin_token_hashes.push(hash_secret(token));
         }
-        if let Some(url) = config.nats_url.as_deref().filter(|u| !u.is_empty()) {
+        let nats = config.nats_url.as_deref().filter(|u| !u.is_empty());
+        if let Some(url) = nats {
             crate::fanout::connect(url, hub.clone()).await.map_err(StartError::Fanout)?;
         }
+        // One writer, one node: commits reach the hub in `seq` order.
+        hub.set_ordered(nats.is_none() && config.database_url.as_deref().is_none_or(str::is_empty));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", parley_core::Uuid::now_v7()));
         let presence = Arc::new(crate::presence::Presence::new(config.presence_grace, node.clone(), store.clone()));

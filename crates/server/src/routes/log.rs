@@ -171,7 +171,7 @@ impl Follower {
                         Step::Skip => {}
                         Step::Gap => self.catching_up = true,
                     },
-                    Ok(Live::Typing(_)) => {}
+                    Ok(Live::Typing(_) | Live::Signal(_)) => {}
                     Err(RecvError::Lagged(_)) => self.catching_up = true,
                     Err(RecvError::Closed) => return None,
                 },

@@ -210,6 +210,7 @@ impl SocketSession for AgentSocket {
                     _ => Ok(()),
                 }
             }
+            Live::Signal(_) => Ok(()),
             Live::Typing(typing) => {
                 let Some(tail) = &self.tail else { return Ok(()) };
                 let ids = &tail.query.conversation_ids;

@@ -19,7 +19,8 @@ use parley_store::ops::sdk::customer_presence;
 use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSession, StoreError, StoreExt};
 use serde_json::Value;
 
-use super::{bad_frame, drive, unread_frame, Close, Outbox, SocketSession};
+use super::{bad_frame, drive, unread_frame, Close, Feed, Outbox, SocketSession};
+use crate::customer_feeds::is_signal;
 use crate::auth::SdkCaller;
 use crate::context::ApiContext;
 use crate::extract::Params;
@@ -54,6 +55,8 @@ pub struct CustomerSocket {
     available: Option<bool>,
     /// The queue position and estimate last sent for each of the customer's waiting conversations.
     queue: HashMap<Uuid, Standing>,
+    /// Whether the hub routes this customer's events to it alone (see `customer_feeds`).
+    routed: bool,
     device: Value,
 }
 
@@ -62,21 +65,6 @@ pub struct CustomerSocket {
 struct Standing {
     position: i64,
     estimated_wait: Option<WaitEstimate>,
-}
-
-/// What can move a queue position or an estimate.
-fn moves_standing(entry: &parley_store::LogEntry) -> bool {
-    match entry.event_type {
-        EventType::ConversationQueued
-        | EventType::ConversationAssigned
-        | EventType::ConversationTransferred
-        | EventType::ConversationClosed
-        | EventType::ConversationBlocked => true,
-        // A first answer in the group is new history for the estimate. (The key cannot occur
-        // unescaped inside a string value, so the raw envelope is enough to tell.)
-        EventType::MessageSent => entry.json.contains("\"first_response\":true"),
-        _ => false,
-    }
 }
 
 /// Each of the customer's waiting conversations and where it stands.
@@ -128,6 +116,7 @@ pub async fn handler(
         resume,
         available: None,
         queue: HashMap::new(),
+        routed: ctx.hub.is_ordered(),
         device,
     };
     upgrade.max_message_size(64 * 1024).on_upgrade(move |ws| drive(ws, ctx, config, socket))
@@ -259,6 +248,14 @@ impl SocketSession for CustomerSocket {
         self.session.account_id
     }
 
+    fn feed(&self, hub: &crate::hub::Hub) -> Feed {
+        if self.routed {
+            Feed::Customer(hub.customer_feeds().subscribe(self.session.account_id, self.session.customer_id))
+        } else {
+            Feed::Account(hub.subscribe(self.session.account_id))
+        }
+    }
+
     async fn open(&mut self, out: &Outbox) -> Result<(), Close> {
         let session = self.session.clone();
         let (ids, last_seq) = self
@@ -279,6 +276,9 @@ impl SocketSession for CustomerSocket {
         self.conversations = ids.iter().copied().collect();
         let query = LogQuery { conversation_ids: ids.clone(), types: VISIBLE.to_vec(), ..LogQuery::default() };
         self.tail = Tail::new(self.session.account_id, query, self.resume.unwrap_or(last_seq));
+        if self.routed {
+            self.ctx.hub.customer_feeds().own(self.session.customer_id, &ids);
+        }
         if self.ctx.presence.customer_connected(self.session.account_id, self.session.customer_id) {
             let (session, device) = (self.session.clone(), self.device.clone());
             let joined = self.ctx.store.write(move |tx| customer_presence(tx, &session, true, device)).await;
@@ -292,7 +292,9 @@ impl SocketSession for CustomerSocket {
             "cursor": crate::cursor::encode_seq(self.tail.seen),
         });
         out.push(hello.to_string()).await?;
-        if self.resume.is_some() && !ids.is_empty() {
+        // A routed feed carries these conversations only from now: read what committed since the
+        // conversations were listed (nothing, usually) — and, when resuming, what was missed.
+        if (self.resume.is_some() || self.routed) && !ids.is_empty() {
             let (conversations, tail) = (&self.conversations, &mut self.tail);
             let owned = |e: &parley_store::LogEntry| e.conversation_id.is_some_and(|c| conversations.contains(&c));
             let fallback = tail.seen;
@@ -321,7 +323,22 @@ impl SocketSession for CustomerSocket {
 
     async fn live(&mut self, live: Live, out: &Outbox) -> Result<(), Close> {
         match live {
+            Live::Signal(entry) => {
+                if entry.event_type == EventType::AgentStatusChanged {
+                    return self.refresh_availability(out).await;
+                }
+                let own = entry.conversation_id.is_some_and(|c| self.conversations.contains(&c));
+                if own || !self.queue.is_empty() {
+                    self.refresh_queue(out).await?;
+                }
+                Ok(())
+            }
             Live::Event(entry) => {
+                if self.routed {
+                    // The feed carries this customer's events in `seq` order: nothing of theirs
+                    // lies between what was seen and this one.
+                    self.tail.seen = self.tail.seen.max(entry.seq - 1);
+                }
                 if entry.event_type == EventType::AgentStatusChanged {
                     self.tail.offer(&entry);
                     return self.refresh_availability(out).await;
@@ -360,8 +377,9 @@ impl SocketSession for CustomerSocket {
                 if counts && own {
                     self.unread(conversation, out, true).await?;
                 }
-                // Only a customer who waits (or whose conversation just moved) looks the queue up.
-                if moves_standing(&entry) && (own || !self.queue.is_empty()) {
+                // Only a customer who waits (or whose conversation just moved) looks the queue up;
+                // a routed socket hears these on its signals feed.
+                if !self.routed && is_signal(&entry) && (own || !self.queue.is_empty()) {
                     self.refresh_queue(out).await?;
                 }
                 Ok(())

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use parley_core::Uuid;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::context::ApiContext;
 use crate::hub::Live;
@@ -94,9 +94,34 @@ impl Outbox {
     }
 }
 
+/// Where a socket's live traffic comes from.
+pub enum Feed {
+    /// Every event of the account (agents; customers when the hub is not ordered).
+    Account(broadcast::Receiver<Live>),
+    /// A customer's own conversations, and the account's signals.
+    Customer(crate::customer_feeds::Subscription),
+}
+
+impl Feed {
+    async fn recv(&mut self) -> Result<Live, RecvError> {
+        match self {
+            Feed::Account(live) => live.recv().await,
+            Feed::Customer(s) => tokio::select! {
+                biased;
+                own = s.own.recv() => own,
+                signal = s.signals.recv() => signal,
+            },
+        }
+    }
+}
+
 /// What one kind of socket does with what it hears. The driver owns the connection.
 pub trait SocketSession: Send {
     fn account(&self) -> Uuid;
+    /// Subscribes to what the socket follows live (before anything is read from storage).
+    fn feed(&self, hub: &crate::hub::Hub) -> Feed {
+        Feed::Account(hub.subscribe(self.account()))
+    }
     /// The first frames, and any catch-up.
     fn open(&mut self, out: &Outbox) -> impl std::future::Future<Output = Result<(), Close>> + Send;
     /// A JSON frame from the peer.
@@ -178,7 +203,7 @@ pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config:
     let writer = tokio::spawn(writer(sink, queue, close_rx));
     let out = Outbox { frames };
     // Subscribe before anything is read from storage, so nothing committed in between is missed.
-    let mut live = ctx.hub.subscribe(session.account());
+    let mut live = session.feed(&ctx.hub);
     let mut shutdown = ctx.shutdown.clone();
     let mut ping = tokio::time::interval(config.ping_every);
     ping.tick().await;

@@ -1,0 +1,131 @@
+//! `parley bench ingest` and `baseline`: messages acknowledged per second and their latency.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use super::*;
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let server = start_server(&args)?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
+    let base = server.url.clone();
+    let baseline = matches!(args.scenario, Scenario::Baseline);
+    let (key, integration) = if baseline {
+        ("baseline".to_string(), Value::Null)
+    } else {
+        let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
+        let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
+        let integration =
+            post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
+        (key, integration)
+    };
+    let mut conversations = Vec::with_capacity(args.conversations);
+    if baseline {
+        for _ in 0..args.conversations {
+            conversations.push(format!("{base}/v1/conversations/{}/messages", parley_core::Uuid::now_v7()));
+        }
+    }
+    let to_make = if baseline { 0 } else { args.conversations };
+    for chunk in (0..to_make).collect::<Vec<_>>().chunks(64) {
+        let made = chunk.iter().map(|i| {
+            let body = json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}});
+            let (http, url, key) = (http.clone(), format!("{base}/v1/conversations"), key.clone());
+            async move { post(&http, &url, &key, &body).await }
+        });
+        for c in futures_join(made).await {
+            conversations.push(format!("{base}/v1/conversations/{}/messages", c?["id"].as_str().ok_or("no id")?));
+        }
+    }
+    let conversations = Arc::new(conversations);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..args.clients {
+        let (http, key, conversations) = (http.clone(), key.clone(), conversations.clone());
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let body = json!({"author": {"type": "customer"}, "content": {"type": "text", "text": "Hello, I would like to know where my order is."}});
+            let mut i = client;
+            while !stop.load(Ordering::Relaxed) {
+                let url = &conversations[i % conversations.len()];
+                i += 7919;
+                let started = Instant::now();
+                let ok = matches!(http.post(url).bearer_auth(&key).json(&body).send().await, Ok(r) if r.status().is_success());
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        let _ = histogram.record(started.elapsed().as_micros() as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            histogram
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let server_pid = server.child.id().to_string();
+    let (server_cpu0, own_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    for task in tasks {
+        let h = task.await.map_err(|e| e.to_string())?;
+        all.add(h).map_err(|e| e.to_string())?;
+    }
+    let acknowledged = all.len();
+    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 100.0).round() / 100.0);
+    let result = json!({
+        "scenario": if baseline { "baseline" } else { "ingest" },
+        "machine": machine(),
+        "parameters": {
+            "clients": args.clients,
+            "conversations": args.conversations,
+            "seconds": args.seconds,
+            "durability": args.durability,
+            "backend": if args.database_url.is_some() { "postgresql" } else { "sqlite" },
+        },
+        "messages_acknowledged": acknowledged,
+        "errors": errors.load(Ordering::Relaxed),
+        "messages_per_second": (acknowledged as f64 / elapsed).round(),
+        "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p99_9": ms(0.999), "max": all.max() as f64 / 1000.0},
+        "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
+    });
+    print_table(&result);
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    println!("figures written to {}", args.out);
+    Ok(())
+}
+
+fn print_table(r: &Value) {
+    let row = |name: &str, value: String| println!("| {name:<28} | {value:>24} |");
+    println!("| {:<28} | {:>24} |", "figure", "value");
+    println!("|{}|{}|", "-".repeat(30), "-".repeat(26));
+    row("scenario", r["scenario"].as_str().unwrap_or("").to_string());
+    row("machine", format!("{} cores, {} GiB", r["machine"]["cores"], r["machine"]["memory_gib"]));
+    for (k, v) in r["parameters"].as_object().into_iter().flatten() {
+        row(k, v.to_string().trim_matches('"').to_string());
+    }
+    row("messages/s acknowledged", r["messages_per_second"].to_string());
+    row("messages acknowledged", r["messages_acknowledged"].to_string());
+    row("errors", r["errors"].to_string());
+    for q in ["p50", "p99", "p99_9", "max"] {
+        row(&format!("latency {q} (ms)"), format!("{:.2}", r["latency_ms"][q].as_f64().unwrap_or(0.0)));
+    }
+    row("server CPU (s)", r["cpu_seconds"]["server"].to_string());
+    row("generator CPU (s)", r["cpu_seconds"]["generator"].to_string());
+    row("wall (s)", r["cpu_seconds"]["wall"].to_string());
+}
+

@@ -1,0 +1,224 @@
+//! `parley bench`: the project's own load generator. It starts a real `parley serve` as a
+//! child process on a temporary data directory (or on the database it is given), drives it
+//! over real sockets from this process, and prints one table — and writes the same figures as
+//! JSON — with the machine, both processes' CPU time and the exact parameters.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use clap::{Args, ValueEnum};
+
+mod fanout;
+mod ingest;
+mod triggers;
+mod webhooks;
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Scenario {
+    /// C concurrent HTTP clients post text messages into K conversations.
+    Ingest,
+    /// The ingest load against a minimal HTTP handler that parses the same JSON and answers
+    /// 201: the ceiling `ingest` is compared with.
+    Baseline,
+    /// Messages are posted while W healthy and F failing endpoints on a local receiver
+    /// subscribe to them: deliveries/s to the healthy ones and their delay.
+    Webhooks,
+    /// Customer messages one at a time, each firing a probe trigger: the time from the message's
+    /// acknowledgement to its `trigger_fired` on the live stream, first with the probe alone,
+    /// then behind T enabled triggers of 5 conditions each: the difference is what they add.
+    Triggers,
+    /// S live customer WebSockets, each following its conversation; messages posted into them
+    /// at R per second: post-to-receive latency at the subscriber, and deliveries lost.
+    Fanout,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    scenario: Scenario,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Conversations the messages are spread over.
+    #[arg(long, default_value_t = 1000)]
+    conversations: usize,
+    /// Seconds of measured load (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The server's durability: `full` (fsync every commit) or `normal`.
+    #[arg(long, default_value = "full")]
+    durability: String,
+    /// Run the server on this PostgreSQL database instead of a temporary SQLite one.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Webhooks scenario: healthy endpoints, failing endpoints (answer 500), messages posted.
+    #[arg(long, default_value_t = 4)]
+    healthy: usize,
+    #[arg(long, default_value_t = 2)]
+    failing: usize,
+    #[arg(long, default_value_t = 5000)]
+    messages: usize,
+    /// Triggers scenario: enabled triggers (5 conditions each) evaluated before the probe.
+    #[arg(long, default_value_t = 100)]
+    triggers: usize,
+    /// Fanout scenario: live subscribers, and messages posted per second.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 2000)]
+    rate: usize,
+    /// Where to write the JSON figures.
+    #[arg(long, default_value = "bench-results.json")]
+    out: String,
+}
+
+const ADMIN: &str = "bench-admin-token";
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(args: &BenchArgs) -> Result<Server, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the parley binary: {e}"))?;
+    let mut command = Command::new(exe);
+    if matches!(args.scenario, Scenario::Baseline) {
+        command.args(["bench-baseline-server", "--listen", "127.0.0.1:0"]);
+    } else {
+        command.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--durability", &args.durability]);
+        command.args(["--webhook-allow-http", "--webhook-allow-private", "--data-dir"]).arg(dir.path().join("data"));
+    }
+    command.env("PARLEY_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+    if let Some(url) = &args.database_url {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot start the server: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no server output")?;
+    let mut server = Server { child, url: String::new(), _dir: dir };
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("server output: {e}"))?;
+        if let Some(url) = line.strip_prefix("Parley listening on ") {
+            server.url = url.to_string();
+            return Ok(server);
+        }
+    }
+    Err("the server exited before listening".into())
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    json!({"cores": cores, "memory_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0, "cpu": model})
+}
+
+/// A new account: its admin key.
+async fn bench_account(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    let account = post(http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
+    Ok(account["api_key"]["secret"].as_str().ok_or("no key")?.to_string())
+}
+
+/// `n` conversations of named customers on a new `api` integration: their messages URLs.
+async fn message_urls(http: &reqwest::Client, base: &str, key: &str, n: usize) -> Result<Vec<String>, String> {
+    let integration =
+        post(http, &format!("{base}/v1/integrations"), key, &json!({"name": "bench", "type": "api"})).await?;
+    let mut urls = Vec::with_capacity(n);
+    for i in 0..n {
+        let body =
+            json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}"), "name": "Kamal"}});
+        let c = post(http, &format!("{base}/v1/conversations"), key, &body).await?;
+        urls.push(format!("{base}/v1/conversations/{}/messages", c["id"].as_str().ok_or("no id")?));
+    }
+    Ok(urls)
+}
+
+async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Result<Value, String> {
+    let resp = http.post(url).bearer_auth(key).json(body).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: {}", resp.status()));
+    }
+    resp.json().await.map_err(|e| e.to_string())
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    match args.scenario {
+        Scenario::Ingest | Scenario::Baseline => ingest::run(args).await,
+        Scenario::Webhooks => webhooks::run(args).await,
+        Scenario::Triggers => triggers::run(args).await,
+        Scenario::Fanout => fanout::run(args).await,
+    }
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// The baseline's handler: authenticates nothing, parses the request as the real endpoint does
+/// (the message body, with its content validated), and answers 201 with a small JSON body.
+pub async fn baseline_server(listen: std::net::SocketAddr) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Send {
+        content: parley_core::message::Content,
+        #[serde(default)]
+        client_message_id: Option<String>,
+        #[serde(default)]
+        author: Option<Value>,
+    }
+    async fn handle(body: axum::body::Bytes) -> (axum::http::StatusCode, axum::Json<Value>) {
+        match serde_json::from_slice::<Send>(&body) {
+            Ok(send) => match send.content.validate(parley_core::message::AuthorType::Customer, &Default::default()) {
+                Ok(()) => {
+                    (axum::http::StatusCode::CREATED, axum::Json(json!({"id": parley_core::Uuid::now_v7(), "seq": 1})))
+                }
+                Err(e) => (axum::http::StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"detail": e.to_string()}))),
+            },
+            Err(e) => (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"detail": e.to_string()}))),
+        }
+    }
+    let app = axum::Router::new().route("/v1/conversations/{id}/messages", axum::routing::post(handle));
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| e.to_string())?;
+    println!("Parley listening on http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
