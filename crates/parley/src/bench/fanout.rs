@@ -24,9 +24,17 @@ pub fn raise_fd_limit(want: u64) -> Result<(), String> {
         if limit.rlim_cur >= want {
             return Ok(());
         }
-        let raised = libc::rlimit { rlim_cur: want, rlim_max: limit.rlim_max.max(want) };
+        // Within the hard limit anyone may raise it; beyond, only a privileged process.
+        let raised = if want <= limit.rlim_max {
+            libc::rlimit { rlim_cur: want, rlim_max: limit.rlim_max }
+        } else {
+            libc::rlimit { rlim_cur: want, rlim_max: want }
+        };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-            return Err(format!("cannot raise the open-file limit to {want} (it is {}); run as root or raise `ulimit -n`", limit.rlim_cur));
+            return Err(format!(
+                "cannot raise the open-file limit to {want} (it is {}); run as root or raise `ulimit -n`",
+                limit.rlim_cur
+            ));
         }
     }
     Ok(())
@@ -46,8 +54,15 @@ pub struct Customer {
 
 /// `n` anonymous customers of a new web integration, each with a conversation they already
 /// wrote in (so it waits in the queue from the start, as a live chat does).
-pub async fn customers(http: &reqwest::Client, base: &str, key: &str, n: usize, first: bool) -> Result<Vec<Customer>, String> {
-    let integration = post(http, &format!("{base}/v1/integrations"), key, &json!({"name": "widget", "type": "web"})).await?;
+pub async fn customers(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    n: usize,
+    first: bool,
+) -> Result<Vec<Customer>, String> {
+    let integration =
+        post(http, &format!("{base}/v1/integrations"), key, &json!({"name": "widget", "type": "web"})).await?;
     let integration = integration["id"].as_str().ok_or("no integration id")?.to_string();
     let mut out = Vec::with_capacity(n);
     let ids: Vec<usize> = (0..n).collect();
@@ -69,7 +84,8 @@ pub async fn customers(http: &reqwest::Client, base: &str, key: &str, n: usize, 
                 let conversation = started["conversation"]["id"].as_str().ok_or("no conversation")?.to_string();
                 if first {
                     let hello = json!({"content": {"type": "text", "text": "hello"}});
-                    post(&http, &format!("{base}/v1/sdk/conversations/{conversation}/messages"), &token, &hello).await?;
+                    post(&http, &format!("{base}/v1/sdk/conversations/{conversation}/messages"), &token, &hello)
+                        .await?;
                 }
                 Ok::<_, String>(Customer { token, conversation })
             }
@@ -82,7 +98,7 @@ pub async fn customers(http: &reqwest::Client, base: &str, key: &str, n: usize, 
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    raise_fd_limit(args.subscribers as u64 * 2 + 4096)?;
+    raise_fd_limit(args.subscribers as u64 + 2048)?;
     let server = start_server(&args)?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().map_err(|e| e.to_string())?;
     let base = server.url.clone();
@@ -92,8 +108,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let made_in = setup.elapsed().as_secs_f64();
 
     let t0 = Instant::now();
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?));
-    let (received, closed, connected) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let histogram =
+        Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?));
+    let (received, closed, connected) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let stop = Arc::new(AtomicBool::new(false));
     let ws_base = base.replacen("http://", "ws://", 1);
     let connect_started = Instant::now();
@@ -140,7 +158,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while connected.load(Ordering::Relaxed) + closed.load(Ordering::Relaxed) < customers.len() as u64 && Instant::now() < deadline {
+    while connected.load(Ordering::Relaxed) + closed.load(Ordering::Relaxed) < customers.len() as u64
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();

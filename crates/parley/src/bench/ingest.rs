@@ -128,4 +128,3 @@ fn print_table(r: &Value) {
     row("generator CPU (s)", r["cpu_seconds"]["generator"].to_string());
     row("wall (s)", r["cpu_seconds"]["wall"].to_string());
 }
-

@@ -131,4 +131,3 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", args.out))?;
     Ok(())
 }
-

@@ -35,8 +35,7 @@ pub async fn handler(
         Err(_) => return super::upgrade_required().into_response(),
     };
     let config = ctx.sockets;
-    upgrade
-        .max_message_size(64 * 1024)
+    super::configured(upgrade)
         .on_upgrade(move |socket| drive(socket, ctx.clone(), config, AgentSocket { ctx, caller, tail: None, start: 0 }))
 }
 

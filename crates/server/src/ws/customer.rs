@@ -20,9 +20,9 @@ use parley_store::{ConversationFilter, LogQuery, Page, ReaderRef, Reads, SdkSess
 use serde_json::Value;
 
 use super::{bad_frame, drive, unread_frame, Close, Feed, Outbox, SocketSession};
-use crate::customer_feeds::is_signal;
 use crate::auth::SdkCaller;
 use crate::context::ApiContext;
+use crate::customer_feeds::is_signal;
 use crate::extract::Params;
 use crate::hub::Live;
 use crate::tail::{Step, Tail};
@@ -119,7 +119,7 @@ pub async fn handler(
         routed: ctx.hub.is_ordered(),
         device,
     };
-    upgrade.max_message_size(64 * 1024).on_upgrade(move |ws| drive(ws, ctx, config, socket))
+    super::configured(upgrade).on_upgrade(move |ws| drive(ws, ctx, config, socket))
 }
 
 /// Is an agent able to answer: online in the group of the customer's newest active

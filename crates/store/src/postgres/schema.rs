@@ -208,6 +208,10 @@ CREATE TABLE trigger_runs (
     PRIMARY KEY (trigger_id, conversation_id)
 );
 "#,
+    r#"
+CREATE INDEX conversations_queue_position
+    ON conversations (account_id, group_id, status, assignee_id, priority, queued_at, id);
+"#,
 ];
 
 /// An arbitrary constant naming Parley's migration lock.

@@ -239,6 +239,10 @@ CREATE TABLE trigger_runs (
     PRIMARY KEY (trigger_id, conversation_id)
 );
 "#,
+    r#"
+CREATE INDEX conversations_queue_position
+    ON conversations (account_id, group_id, status, assignee_id, priority, queued_at, id);
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
