@@ -63,13 +63,13 @@ pub struct SqliteStore {
     reader_slots: Semaphore,
 }
 
-/// Copies committed WAL frames into the database file every quarter second, from its own
+/// Copies committed WAL frames into the database file every second, from its own
 /// connection. A passive checkpoint never waits for (or blocks) the writer, so a commit is never
 /// held up by one — as it is when SQLite checkpoints automatically inside the committing
 /// connection (hundreds of milliseconds with an fsync, every 1,000 pages).
 fn checkpoint_loop(db: Connection, stop: Arc<AtomicBool>) {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::thread::sleep(std::time::Duration::from_secs(1));
         if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "a WAL checkpoint failed; the next one retries");
         }
