@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::hub::{Live, Typing};
 
-const FEED_CAPACITY: usize = 256;
+const FEED_CAPACITY: usize = 32;
 const SIGNAL_CAPACITY: usize = 4096;
 
 struct Feed {

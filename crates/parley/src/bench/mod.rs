@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use clap::{Args, ValueEnum};
 
+mod connections;
 mod fanout;
 mod ingest;
 mod triggers;
@@ -31,6 +32,9 @@ pub enum Scenario {
     /// S live customer WebSockets, each following its conversation; messages posted into them
     /// at R per second: post-to-receive latency at the subscriber, and deliveries lost.
     Fanout,
+    /// N idle live customer connections (`--subscribers`), answering pings: the server's memory
+    /// per connection and the connect rate.
+    Connections,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +180,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         Scenario::Webhooks => webhooks::run(args).await,
         Scenario::Triggers => triggers::run(args).await,
         Scenario::Fanout => fanout::run(args).await,
+        Scenario::Connections => connections::run(args).await,
     }
 }
 

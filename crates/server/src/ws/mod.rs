@@ -331,10 +331,10 @@ pub fn unread_frame(conversation: Uuid, count: i64) -> String {
 }
 
 /// Frame limits and buffers for every socket. Client frames are small (typing, subscribe), and
-/// a connection's buffers are most of what an idle one costs: 4 KiB to read instead of the
+/// a connection's buffers are most of what an idle one costs: 2 KiB to read instead of the
 /// library's 128 KiB, and frames written as they come instead of gathered in a second buffer.
 pub fn configured(upgrade: axum::extract::ws::WebSocketUpgrade) -> axum::extract::ws::WebSocketUpgrade {
-    upgrade.max_message_size(64 * 1024).read_buffer_size(4096).write_buffer_size(0)
+    upgrade.max_message_size(64 * 1024).read_buffer_size(2048).write_buffer_size(0)
 }
 
 /// The answer to a plain HTTP request on a WebSocket path.
