@@ -54,14 +54,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             connected.fetch_add(1, Ordering::Relaxed);
             // Idle, but alive: answer pings so the server keeps the connection.
             while let Some(Ok(message)) = ws.next().await {
-                match message {
-                    Message::Ping(payload) => {
-                        if ws.send(Message::Pong(payload)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Message::Close(_) => break,
-                    _ => {}
+                let answered = match message {
+                    Message::Ping(payload) => ws.send(Message::Pong(payload)).await.is_ok(),
+                    Message::Close(_) => false,
+                    _ => true,
+                };
+                if !answered {
+                    break;
                 }
             }
         }));
