@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 mod connections;
 mod fanout;
 mod ingest;
+mod log;
 mod triggers;
 mod webhooks;
 use serde_json::{json, Value};
@@ -35,6 +36,9 @@ pub enum Scenario {
     /// N idle live customer connections (`--subscribers`), answering pings: the server's memory
     /// per connection and the connect rate.
     Connections,
+    /// A log of E events (`--events`, written straight into the store first), then pages by
+    /// conversation and by time range, and a full NDJSON export, over HTTP.
+    Log,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +74,9 @@ pub struct BenchArgs {
     subscribers: usize,
     #[arg(long, default_value_t = 2000)]
     rate: usize,
+    /// Log scenario: events in the log.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
     /// Where to write the JSON figures.
     #[arg(long, default_value = "bench-results.json")]
     out: String,
@@ -92,6 +99,11 @@ impl Drop for Server {
 
 fn start_server(args: &BenchArgs) -> Result<Server, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+    start_server_in(args, dir)
+}
+
+/// Starts the server on `dir/data` (which may hold data already).
+fn start_server_in(args: &BenchArgs, dir: tempfile::TempDir) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the parley binary: {e}"))?;
     let mut command = Command::new(exe);
     if matches!(args.scenario, Scenario::Baseline) {
@@ -181,6 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         Scenario::Triggers => triggers::run(args).await,
         Scenario::Fanout => fanout::run(args).await,
         Scenario::Connections => connections::run(args).await,
+        Scenario::Log => log::run(args).await,
     }
 }
 

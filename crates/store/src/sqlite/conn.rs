@@ -306,8 +306,21 @@ impl<T: HasConn> Reads for T {
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
-        let mut sql = String::from(
-            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events WHERE account_id = ?1 AND seq > ?2",
+        // Left to itself the planner walks the whole log in `seq` order and filters, which is
+        // linear in the log's size. A page by conversation reads that conversation's index in
+        // `seq` order; a page by time reads the time index — in `occurred_at, seq` order, which
+        // is `seq` order (the commit clock never runs backwards) — so either stops at `limit`.
+        let by_time = q.conversation_ids.is_empty() && (q.since.is_some() || q.until.is_some());
+        let index = if !q.conversation_ids.is_empty() {
+            "INDEXED BY events_conversation"
+        } else if by_time {
+            "INDEXED BY events_time"
+        } else {
+            ""
+        };
+        let mut sql = format!(
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events {index}
+             WHERE account_id = ?1 AND seq > ?2"
         );
         let since = q.since.map(Timestamp::millis);
         let until = q.until.map(Timestamp::millis);
@@ -332,7 +345,8 @@ impl<T: HasConn> Reads for T {
             sql.push_str(&in_list("type", types.len(), args.len() + 1));
             args.extend(types.iter().map(|t| t as &dyn ToSql));
         }
-        sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len() + 1));
+        let order = if by_time { "occurred_at, seq" } else { "seq" };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len() + 1));
         args.push(&limit);
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map(args.as_slice(), log_entry)?;

@@ -1,0 +1,213 @@
+//! `parley bench log`: a log of E events — written straight into the embedded store first, in
+//! large transactions through the ordinary commands (customer messages into 10,000
+//! conversations) — then, over HTTP, pages of 100 by conversation and by time range, and a full
+//! NDJSON export.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use parley_core::event::Actor;
+use parley_core::limits::Limits;
+use parley_core::message::{Author, AuthorType, Content, TextContent};
+use parley_core::{Timestamp, Uuid};
+use parley_store::ops::{accounts, conversations, integrations, messages};
+use parley_store::sqlite::{Durability, SqliteConfig, SqliteStore};
+use parley_store::{Store, StoreExt};
+use serde_json::json;
+
+use super::*;
+
+const CONVERSATIONS: usize = 10_000;
+const BATCH: usize = 5_000;
+const REQUESTS: usize = 2_000;
+
+struct Seeded {
+    key: String,
+    conversations: Vec<Uuid>,
+    first: Timestamp,
+    last: Timestamp,
+    events: i64,
+}
+
+async fn seed(path: std::path::PathBuf, events: usize) -> Result<Seeded, String> {
+    let store = SqliteStore::open(SqliteConfig { path, durability: Durability::Normal }, Arc::new(|_| {}))
+        .map_err(|e| e.to_string())?;
+    let key = parley_server::auth::new_secret("pk_").map_err(|_| "no randomness for a key".to_string())?;
+    let new_key = accounts::NewKey {
+        name: "bench".into(),
+        role: parley_core::account::Role::Admin,
+        agent_id: None,
+        hash: parley_server::auth::hash_secret(&key),
+        prefix: "pk_".into(),
+    };
+    let (account, conversations) = store
+        .write(move |tx| {
+            let (account, _) = accounts::create_account(tx, "bench".into(), new_key)?;
+            let input = serde_json::from_value(json!({"name": "bench", "type": "api"}))
+                .map_err(|e| parley_store::StoreError::Backend(e.to_string()))?;
+            let integration = integrations::create_integration(tx, account.id, input, &Limits::default())?;
+            let mut ids = Vec::with_capacity(CONVERSATIONS);
+            for i in 0..CONVERSATIONS {
+                let customer =
+                    parley_core::customer::CustomerRef { external_id: Some(format!("c{i}")), ..Default::default() };
+                ids.push(
+                    conversations::create_conversation(tx, account.id, integration.id, customer, Actor::system())?.id,
+                );
+            }
+            Ok((account.id, ids))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let conversations = Arc::new(conversations);
+    let limits = Arc::new(Limits::default());
+    let started = Instant::now();
+    let mut written = store.read(move |r| r.last_seq(account)).await.map_err(|e| e.to_string())? as usize;
+    let mut n = 0usize;
+    while written < events {
+        let (conversations, limits) = (conversations.clone(), limits.clone());
+        let batch = BATCH.min(events - written);
+        let from = n;
+        store
+            .write(move |tx| {
+                for j in 0..batch {
+                    let c = conversations[(from + j) % conversations.len()];
+                    let text = format!("Message {} — where is my order? It was due on Tuesday.", from + j);
+                    let new = messages::NewMessage {
+                        author: Author { author_type: AuthorType::Customer, id: None, name: None },
+                        content: Content::Text(TextContent { text, actions: Vec::new(), payload: None }),
+                        client_message_id: None,
+                    };
+                    messages::send_message(tx, account, c, new, Actor::system(), &limits)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        n += batch;
+        written = store.read(move |r| r.last_seq(account)).await.map_err(|e| e.to_string())? as usize;
+        if n % 500_000 < BATCH {
+            eprintln!("seeded {written} events in {:.0} s", started.elapsed().as_secs_f64());
+        }
+    }
+    let (first, last) = store
+        .read(move |r| {
+            let first = r.log(account, &parley_store::LogQuery { limit: 1, ..Default::default() })?;
+            let last =
+                r.log(account, &parley_store::LogQuery { after: written as i64 - 1, limit: 1, ..Default::default() })?;
+            Ok((first.first().map(|e| e.occurred_at), last.first().map(|e| e.occurred_at)))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await;
+    Ok(Seeded {
+        key,
+        conversations: conversations.to_vec(),
+        first: first.ok_or("empty log")?,
+        last: last.ok_or("empty log")?,
+        events: written as i64,
+    })
+}
+
+async fn timed_pages(
+    http: &reqwest::Client,
+    key: &str,
+    urls: impl Iterator<Item = String>,
+) -> Result<(Histogram<u64>, u64), String> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut events = 0u64;
+    for url in urls {
+        let started = Instant::now();
+        let page: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = h.record(started.elapsed().as_micros() as u64);
+        events += page["events"].as_array().map_or(0, |e| e.len() as u64);
+    }
+    Ok((h, events))
+}
+
+/// A small deterministic generator for picking conversations and times.
+fn mix(i: u64) -> u64 {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+    std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
+    let seeding = Instant::now();
+    let seeded = seed(dir.path().join("data").join("parley.db"), args.events).await?;
+    let seed_secs = seeding.elapsed().as_secs_f64();
+    let db_bytes = std::fs::metadata(dir.path().join("data").join("parley.db")).map(|m| m.len()).unwrap_or(0);
+    let server = start_server_in(&args, dir)?;
+    let base = server.url.clone();
+    let http = reqwest::Client::new();
+    let key = seeded.key.clone();
+
+    // Warm up the page cache the way a running server would be.
+    let warm = (0..200u64).map(|i| {
+        format!(
+            "{base}/v1/log?limit=100&conversation_id={}",
+            seeded.conversations[(mix(i) % CONVERSATIONS as u64) as usize]
+        )
+    });
+    timed_pages(&http, &key, warm).await?;
+    let by_conversation = (0..REQUESTS as u64).map(|i| {
+        let c = seeded.conversations[(mix(i + 1000) % CONVERSATIONS as u64) as usize];
+        format!("{base}/v1/log?limit=100&conversation_id={c}")
+    });
+    let (conversation_pages, _) = timed_pages(&http, &key, by_conversation).await?;
+    let span = (seeded.last.millis() - seeded.first.millis()).max(1) as u64;
+    let by_time = (0..REQUESTS as u64).map(|i| {
+        let since = Timestamp::from_millis(seeded.first.millis() + (mix(i + 7) % span) as i64);
+        let until = since.plus_secs(60);
+        format!("{base}/v1/log?limit=100&since={}&until={}", since.to_rfc3339(), until.to_rfc3339())
+    });
+    let (time_pages, _) = timed_pages(&http, &key, by_time).await?;
+
+    let server_pid = server.child.id().to_string();
+    let cpu0 = cpu_seconds(&server_pid);
+    let started = Instant::now();
+    let mut export =
+        http.get(format!("{base}/v1/log/export")).bearer_auth(&key).send().await.map_err(|e| e.to_string())?;
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), export.chunk())
+        .await
+        .map_err(|_| "the export stalled".to_string())?
+        .map_err(|e| e.to_string())?
+    {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += chunk.len() as u64;
+    }
+    let export_secs = started.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds(&server_pid);
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let figures = |h: &Histogram<u64>| json!({"p50": ms(h, 0.5), "p99": ms(h, 0.99), "p99_9": ms(h, 0.999), "max": h.max() as f64 / 1000.0});
+    let result = json!({
+        "scenario": "log",
+        "machine": machine(),
+        "parameters": {"events": seeded.events, "conversations": CONVERSATIONS, "requests_each": REQUESTS, "page": 100},
+        "seeding": {"seconds": (seed_secs * 10.0).round() / 10.0, "database_gib": (db_bytes as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0},
+        "page_by_conversation_ms": figures(&conversation_pages),
+        "page_by_time_range_ms": figures(&time_pages),
+        "export": {
+            "events": lines,
+            "mib": (bytes as f64 / (1u64 << 20) as f64).round(),
+            "seconds": (export_secs * 100.0).round() / 100.0,
+            "events_per_second": (lines as f64 / export_secs).round(),
+            "server_cpu_seconds": cpu0.zip(cpu1).map(|(a, b)| ((b - a) * 100.0).round() / 100.0),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    Ok(())
+}
