@@ -85,9 +85,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "server_rss_mib": {"before": (rss_before as f64 / 102.4).round() / 10.0, "after": (rss_after as f64 / 102.4).round() / 10.0},
         "server_rss_kib_per_connection": (per_connection * 10.0).round() / 10.0,
     });
-    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    report(&args, &result)?;
     for s in sockets {
         s.abort();
     }

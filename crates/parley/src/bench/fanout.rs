@@ -70,15 +70,8 @@ pub async fn customers(
         let made = chunk.iter().map(|_| {
             let (http, base, integration) = (http.clone(), base.to_string(), integration.clone());
             async move {
-                let session: Value = http
-                    .post(format!("{base}/v1/sdk/{integration}/sessions"))
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let session =
+                    json_of(http.post(format!("{base}/v1/sdk/{integration}/sessions")).json(&json!({}))).await?;
                 let token = session["session_token"].as_str().ok_or("no session token")?.to_string();
                 let started = post(&http, &format!("{base}/v1/sdk/conversations"), &token, &json!({})).await?;
                 let conversation = started["conversation"]["id"].as_str().ok_or("no conversation")?.to_string();
@@ -231,9 +224,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "server_rss_mib": rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
         "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1)},
     });
-    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    report(&args, &result)?;
     for r in readers {
         r.abort();
     }

@@ -118,15 +118,7 @@ async fn timed_pages(
     let mut events = 0u64;
     for url in urls {
         let started = Instant::now();
-        let page: serde_json::Value = http
-            .get(&url)
-            .bearer_auth(key)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = json_of(http.get(&url).bearer_auth(key)).await?;
         let _ = h.record(started.elapsed().as_micros() as u64);
         events += page["events"].as_array().map_or(0, |e| e.len() as u64);
     }
@@ -206,8 +198,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             "server_cpu_seconds": cpu0.zip(cpu1).map(|(a, b)| ((b - a) * 100.0).round() / 100.0),
         },
     });
-    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    report(&args, &result)?;
     Ok(())
 }

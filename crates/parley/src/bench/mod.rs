@@ -178,6 +178,18 @@ async fn message_urls(http: &reqwest::Client, base: &str, key: &str, n: usize) -
     Ok(urls)
 }
 
+/// Sends a request and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    request.send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+}
+
+/// Prints the figures as JSON and writes them to `--out`.
+fn report(args: &BenchArgs, result: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;
+    println!("{text}");
+    std::fs::write(&args.out, text).map_err(|e| format!("cannot write {}: {e}", args.out))
+}
+
 async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Result<Value, String> {
     let resp = http.post(url).bearer_auth(key).json(body).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {

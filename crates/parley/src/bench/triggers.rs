@@ -114,8 +114,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         },
         "server_cpu_seconds_behind_triggers": cpu0.zip(cpu1).map(|(a, b)| ((b - a) * 100.0).round() / 100.0),
     });
-    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    report(&args, &result)?;
     Ok(())
 }

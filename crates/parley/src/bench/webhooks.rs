@@ -126,8 +126,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "delivery_delay_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": delays.last().copied().unwrap_or(0.0)},
         "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
     });
-    println!("{}", serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    report(&args, &result)?;
     Ok(())
 }
