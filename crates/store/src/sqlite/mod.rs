@@ -185,13 +185,32 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, sink: &CommitSink, now:
     }
     let mut appended: Vec<LogEntry> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
+    // SQLite rolls the whole transaction back by itself on some errors (I/O, a full disk, out of
+    // memory). Then nothing of the batch is committed, and what follows must not run outside it
+    // (each command would commit on its own while being told it failed).
+    let mut lost: Option<String> = None;
     for job in batch.drain(..) {
+        if let Some(reason) = &lost {
+            outcomes.push((job.reply, Err(StoreError::Backend(reason.clone()))));
+            continue;
+        }
         let mark = appended.len();
         let result = run_one(db, job.f, now, &mut appended);
         if result.is_err() {
             appended.truncate(mark);
         }
+        if db.is_autocommit() {
+            let cause = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+            tracing::error!(error = %cause, "the database rolled the transaction back; the whole batch is refused");
+            lost = Some(format!("the database rolled the transaction back ({cause}); nothing of it was written"));
+        }
         outcomes.push((job.reply, result));
+    }
+    if let Some(reason) = lost {
+        for (reply, _) in outcomes {
+            let _ = reply.send(Err(StoreError::Backend(reason.clone())));
+        }
+        return;
     }
     match db.execute_batch("COMMIT") {
         Ok(()) => {
@@ -225,6 +244,10 @@ fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEn
         catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
             .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())))
     };
+    if db.is_autocommit() {
+        // The database already rolled everything back (see `run_batch`): keep the first error.
+        return result;
+    }
     if result.is_err() {
         step("ROLLBACK TO command")?;
     }
