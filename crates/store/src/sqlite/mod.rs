@@ -11,8 +11,7 @@ mod schema;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,23 +57,8 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
-}
-
-/// Copies committed WAL frames into the database file every second, from its own
-/// connection. A passive checkpoint never waits for (or blocks) the writer, so a commit is never
-/// held up by one — as it is when SQLite checkpoints automatically inside the committing
-/// connection (hundreds of milliseconds with an fsync, every 1,000 pages).
-fn checkpoint_loop(db: Connection, stop: Arc<AtomicBool>) {
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "a WAL checkpoint failed; the next one retries");
-        }
-    }
-    let _ = db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -112,17 +96,6 @@ impl SqliteStore {
             "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000; PRAGMA mmap_size = {MMAP};"
         ))?;
         schema::migrate(&mut db)?;
-        // Checkpoints run beside the writer (see `checkpoint_loop`), never inside a commit.
-        db.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let checkpoint_db = open_connection(&config.path, OpenFlags::default())?;
-        let checkpointer = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("parley-sqlite-checkpoint".into())
-                .spawn(move || checkpoint_loop(checkpoint_db, stop))
-                .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?
-        };
         // The commit clock resumes from the newest event, so occurred_at never runs backwards.
         let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -134,7 +107,6 @@ impl SqliteStore {
             path: config.path,
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some((stop, checkpointer))),
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
         })
@@ -295,11 +267,6 @@ impl Store for SqliteStore {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(writer) = writer {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        }
-        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
-        if let Some((stop, thread)) = checkpointer {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
