@@ -117,23 +117,17 @@ async fn send(
     let sent = ctx
         .store
         .write(move |tx| {
-            let conversation = tx.conversation(account, id)?.ok_or_else(|| StoreError::not_found("conversation"))?;
+            let thread = messages::Thread::load(tx, account, id)?;
             let (author, actor) = match who {
                 Writer::Customer => {
-                    let integration = tx
-                        .integration(account, conversation.integration_id)?
-                        .ok_or_else(|| StoreError::not_found("integration"))?;
-                    if integration.channel_type != ChannelType::Api {
+                    if thread.integration.channel_type != ChannelType::Api {
                         return Err(parley_core::DomainError::invalid(
                             "author.type",
                             "only `api` integrations accept customer messages through this endpoint",
                         )
                         .into());
                     }
-                    let customer = tx
-                        .customer(account, conversation.customer_id)?
-                        .ok_or_else(|| StoreError::not_found("customer"))?;
-                    (customer_author(&customer), customer.actor())
+                    (customer_author(&thread.customer), thread.customer.actor())
                 }
                 Writer::Business { agent_id } => {
                     let agent = tx.agent(account, agent_id)?.ok_or_else(|| {
@@ -154,7 +148,7 @@ async fn send(
                 }
             };
             let new = NewMessage { author, content: input.content, client_message_id: input.client_message_id };
-            messages::send_message(tx, account, id, new, actor, &limits)
+            messages::send_in(tx, account, thread, new, actor, &limits)
         })
         .await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };

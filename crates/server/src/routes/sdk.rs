@@ -256,6 +256,11 @@ fn owned(r: &dyn Reads, session: &SdkSession, id: Uuid) -> Result<Conversation, 
 fn active_customer(tx: &dyn Tx, session: &SdkSession) -> Result<Customer, StoreError> {
     let customer =
         tx.customer(session.account_id, session.customer_id)?.ok_or_else(|| StoreError::not_found("customer"))?;
+    refuse_suspended(&customer)?;
+    Ok(customer)
+}
+
+fn refuse_suspended(customer: &Customer) -> Result<(), StoreError> {
     if customer.suspended {
         return Err(DomainError::Conflict {
             code: "customer_suspended",
@@ -263,7 +268,7 @@ fn active_customer(tx: &dyn Tx, session: &SdkSession) -> Result<Customer, StoreE
         }
         .into());
     }
-    Ok(customer)
+    Ok(())
 }
 
 async fn list(
@@ -341,10 +346,14 @@ async fn send(
     let sent = ctx
         .store
         .write(move |tx| {
-            owned(tx, &session, id)?;
-            let customer = active_customer(tx, &session)?;
-            let new = customer_message(&customer, input);
-            messages::send_message(tx, session.account_id, id, new, customer.actor(), &limits)
+            let thread = messages::Thread::load(tx, session.account_id, id)?;
+            if thread.conversation.customer_id != session.customer_id {
+                return Err(StoreError::not_found("conversation"));
+            }
+            refuse_suspended(&thread.customer)?;
+            let new = customer_message(&thread.customer, input);
+            let actor = thread.customer.actor();
+            messages::send_in(tx, session.account_id, thread, new, actor, &limits)
         })
         .await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -4,6 +4,7 @@
 use parley_core::conversation::{Conversation, Scene, Status};
 use parley_core::customer::{Customer, CustomerProfile};
 use parley_core::event::Actor;
+use parley_core::integration::Integration;
 use parley_core::limits::Limits;
 use parley_core::message::{Author, AuthorType, Content, FormResponseContent, Message};
 use parley_core::{text, Uuid};
@@ -40,6 +41,22 @@ pub struct Sent {
     pub created: bool,
 }
 
+/// A conversation with what a message into it is decided on. Whoever checks the sender loads it
+/// once and hands it to [`send_in`], so the write reads nothing twice.
+pub struct Thread {
+    pub conversation: Conversation,
+    pub integration: Integration,
+    pub customer: Customer,
+}
+
+impl Thread {
+    pub fn load(tx: &dyn Tx, account: Uuid, conversation_id: Uuid) -> R<Thread> {
+        let (conversation, integration) = load(tx, account, conversation_id)?;
+        let customer = found(tx.customer(account, conversation.customer_id)?, "customer")?;
+        Ok(Thread { conversation, integration, customer })
+    }
+}
+
 pub fn send_message(
     tx: &mut dyn Tx,
     account: Uuid,
@@ -48,11 +65,23 @@ pub fn send_message(
     actor: Actor,
     limits: &Limits,
 ) -> R<Sent> {
+    let thread = Thread::load(tx, account, conversation_id)?;
+    send_in(tx, account, thread, new, actor, limits)
+}
+
+/// [`send_message`] into a thread already loaded.
+pub fn send_in(
+    tx: &mut dyn Tx,
+    account: Uuid,
+    thread: Thread,
+    new: NewMessage,
+    actor: Actor,
+    limits: &Limits,
+) -> R<Sent> {
     if let Some(cmid) = &new.client_message_id {
         text::required("client_message_id", cmid, 128)?;
     }
-    let (mut conversation, integration) = load(tx, account, conversation_id)?;
-    let customer = found(tx.customer(account, conversation.customer_id)?, "customer")?;
+    let Thread { mut conversation, integration, customer } = thread;
     let now = tx.now();
 
     if new.author.author_type == AuthorType::Customer
