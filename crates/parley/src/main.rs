@@ -183,18 +183,14 @@ impl ServeArgs {
 
 /// glibc gives threads their own allocation arenas (up to 8 per core); the blocking threads that
 /// run storage calls each take one, and memory freed in one arena is not reused by another.
-/// Two arenas keep an idle server's memory, and its memory per live connection, small.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
+/// mimalloc keeps a heap per thread: the SQLite writer never waits for a lock that the request
+/// threads hold (glibc's arenas made it wait on every few allocations under load), and memory freed
+/// by a closed connection goes back to use instead of staying in an arena.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")

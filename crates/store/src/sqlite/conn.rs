@@ -702,28 +702,60 @@ impl Tx for WriteConn<'_> {
     }
 
     fn put_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
+        let status = c.status.as_str();
+        let assignee = c.assignee.map(|a| a.id);
+        let queued_at = c.queued_at.map(Timestamp::millis);
+        let first_response_at = c.first_response_at.map(Timestamp::millis);
+        let tag_list = c.tags.join(" ");
+        let body = to_doc(c)?;
+        // Most writes (a message) change only the document. SQLite rewrites the entries of every
+        // index whose columns an UPDATE sets, changed or not, so when the indexed columns and the
+        // tags are as stored, only the document is written.
+        let only_body = self
+            .db
+            .prepare_cached(
+                "UPDATE conversations SET body = ?2
+                 WHERE id = ?1 AND customer_id = ?3 AND status = ?4 AND assignee_id IS ?5 AND group_id IS ?6
+                    AND priority = ?7 AND queued_at IS ?8 AND first_response_at IS ?9 AND tag_list = ?10",
+            )?
+            .execute(params![
+                c.id,
+                body,
+                c.customer_id,
+                status,
+                assignee,
+                c.group_id,
+                c.priority,
+                queued_at,
+                first_response_at,
+                tag_list
+            ])?;
+        if only_body > 0 {
+            return Ok(());
+        }
         self.db
             .prepare_cached(
                 "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
-                    priority, queued_at, body, first_response_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    priority, queued_at, body, first_response_at, tag_list)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
                     first_response_at = excluded.first_response_at, assignee_id = excluded.assignee_id,
                     group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
-                    body = excluded.body",
+                    body = excluded.body, tag_list = excluded.tag_list",
             )?
             .execute(params![
                 c.id,
                 account,
                 c.integration_id,
                 c.customer_id,
-                c.status.as_str(),
-                c.assignee.map(|a| a.id),
+                status,
+                assignee,
                 c.group_id,
                 c.priority,
-                c.queued_at.map(Timestamp::millis),
-                to_doc(c)?,
-                c.first_response_at.map(Timestamp::millis)
+                queued_at,
+                body,
+                first_response_at,
+                tag_list
             ])?;
         // Tags are few per conversation: replace the set.
         self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;

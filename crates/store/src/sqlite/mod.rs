@@ -3,11 +3,13 @@
 //! All writes go through one writer thread. It takes every command waiting in its queue (up to
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction — each inside its own
 //! savepoint, so a refused command leaves no trace while its neighbours commit — and commits
-//! once: one fsync for the whole batch (group commit). Reads use a small pool of read-only
-//! connections on the blocking thread pool, each read in its own snapshot.
+//! once: one fsync for the whole batch (group commit), done by the syncer thread while the writer
+//! runs the next batch (`syncer.rs`). Reads use a small pool of read-only connections on the
+//! blocking thread pool, each read in its own snapshot.
 
 mod conn;
 mod schema;
+mod syncer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use crate::model::LogEntry;
 use crate::store::{Boxed, ReadFn, WriteFn};
 use crate::{CommitSink, Store, StoreError};
 use conn::{ReadConn, WriteConn};
+use syncer::{Committed, Reply};
 
 /// The most commands one transaction takes.
 pub const MAX_BATCH: usize = 512;
@@ -50,13 +53,14 @@ pub struct SqliteConfig {
 
 struct WriteJob {
     f: WriteFn,
-    reply: oneshot::Sender<Result<Boxed, StoreError>>,
+    reply: Reply,
 }
 
 pub struct SqliteStore {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, then the syncer: joined in that order on close.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
 }
@@ -88,25 +92,43 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!("cannot switch {} to WAL mode", config.path.display())));
         }
-        let sync = match config.durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
+        // temp_store = MEMORY keeps each command's savepoint journal in memory: on a file it spills
+        // past 64 KiB and then every page a command touches is written to it with a syscall.
         db.execute_batch(&format!(
-            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000; PRAGMA mmap_size = {MMAP};"
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000; PRAGMA mmap_size = {MMAP}; PRAGMA temp_store = MEMORY;"
         ))?;
         schema::migrate(&mut db)?;
         // The commit clock resumes from the newest event, so occurred_at never runs backwards.
         let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;
+        let wal = match config.durability {
+            Durability::Normal => None,
+            Durability::Full => {
+                let wal_path = format!("{}-wal", config.path.display());
+                match std::fs::File::open(&wal_path) {
+                    Ok(file) => Some(file),
+                    Err(e) => {
+                        // Then SQLite fsyncs inside each commit, on the writer's thread.
+                        tracing::warn!(error = %e, path = %wal_path, "cannot open the WAL to sync it; commits sync themselves");
+                        db.execute_batch("PRAGMA synchronous = FULL")?;
+                        None
+                    }
+                }
+            }
+        };
+        let (committed, batches) = syncer::channel();
+        let syncer = std::thread::Builder::new()
+            .name("parley-sqlite-sync".into())
+            .spawn(move || syncer::sync_loop(wal, batches, sink))
+            .map_err(|e| StoreError::Backend(format!("cannot start the syncer thread: {e}")))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer_loop(db, rx, sink, Timestamp::from_millis(last)))
+            .spawn(move || writer_loop(db, rx, committed, Timestamp::from_millis(last)))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             path: config.path,
             queue: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            threads: Mutex::new(vec![writer, syncer]),
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
         })
@@ -131,7 +153,12 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(db: Connection, mut rx: mpsc::Receiver<WriteJob>, sink: CommitSink, mut clock: Timestamp) {
+fn writer_loop(
+    db: Connection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    committed: std::sync::mpsc::SyncSender<Committed>,
+    mut clock: Timestamp,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -142,18 +169,28 @@ fn writer_loop(db: Connection, mut rx: mpsc::Receiver<WriteJob>, sink: CommitSin
             }
         }
         clock = clock.max(wall_clock());
-        run_batch(&db, &mut batch, &sink, clock);
+        if let Some(done) = run_batch(&db, &mut batch, clock) {
+            if let Err(std::sync::mpsc::SendError(done)) = committed.send(done) {
+                // Only if the syncer panicked: answer here rather than leave the callers waiting.
+                tracing::error!("the syncer has stopped; a committed batch is answered without its fsync");
+                for (reply, result) in done.outcomes {
+                    let _ = reply.send(result);
+                }
+            }
+        }
     }
     tracing::debug!("sqlite writer stopped");
 }
 
-fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, sink: &CommitSink, now: Timestamp) {
+/// Runs a batch in one transaction. A committed batch is returned for the syncer to answer;
+/// a refused one is answered here.
+fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Option<Committed> {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
         for job in batch.drain(..) {
             let _ = job.reply.send(Err(StoreError::Backend(msg.clone())));
         }
-        return;
+        return None;
     }
     let mut appended: Vec<LogEntry> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -182,23 +219,17 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, sink: &CommitSink, now:
         for (reply, _) in outcomes {
             let _ = reply.send(Err(StoreError::Backend(reason.clone())));
         }
-        return;
+        return None;
     }
     match db.execute_batch("COMMIT") {
-        Ok(()) => {
-            if !appended.is_empty() {
-                sink(&appended);
-            }
-            for (reply, result) in outcomes {
-                let _ = reply.send(result);
-            }
-        }
+        Ok(()) => Some(Committed { appended, outcomes }),
         Err(e) => {
             let _ = db.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "commit failed; the whole batch is refused");
             for (reply, _) in outcomes {
                 let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {e}"))));
             }
+            None
         }
     }
 }
@@ -264,9 +295,9 @@ impl Store for SqliteStore {
     async fn close(&self) {
         let queue = self.queue.lock().ok().and_then(|mut q| q.take());
         drop(queue);
-        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for thread in threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }

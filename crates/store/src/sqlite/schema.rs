@@ -243,6 +243,11 @@ CREATE TABLE trigger_runs (
 CREATE INDEX conversations_queue_position
     ON conversations (account_id, group_id, status, assignee_id, priority, queued_at, id);
 "#,
+    // The tags as one text (space-separated; a tag has no spaces), so a write can tell that the
+    // tag set is unchanged without reading it. NULL (rows written before) never compares equal.
+    r#"
+ALTER TABLE conversations ADD COLUMN tag_list TEXT;
+"#,
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.
