@@ -708,28 +708,32 @@ impl Tx for WriteConn<'_> {
         let first_response_at = c.first_response_at.map(Timestamp::millis);
         let tag_list = c.tags.join(" ");
         let body = to_doc(c)?;
+        let row = params![
+            c.id,
+            account,
+            c.integration_id,
+            c.customer_id,
+            status,
+            assignee,
+            c.group_id,
+            c.priority,
+            queued_at,
+            body,
+            first_response_at,
+            tag_list
+        ];
         // Most writes (a message) change only the document. SQLite rewrites the entries of every
         // index whose columns an UPDATE sets, changed or not, so when the indexed columns and the
         // tags are as stored, only the document is written.
         let only_body = self
             .db
             .prepare_cached(
-                "UPDATE conversations SET body = ?2
-                 WHERE id = ?1 AND customer_id = ?3 AND status = ?4 AND assignee_id IS ?5 AND group_id IS ?6
-                    AND priority = ?7 AND queued_at IS ?8 AND first_response_at IS ?9 AND tag_list = ?10",
+                "UPDATE conversations SET body = ?10
+                 WHERE id = ?1 AND account_id = ?2 AND integration_id = ?3 AND customer_id = ?4 AND status = ?5
+                    AND assignee_id IS ?6 AND group_id IS ?7 AND priority = ?8 AND queued_at IS ?9
+                    AND first_response_at IS ?11 AND tag_list = ?12",
             )?
-            .execute(params![
-                c.id,
-                body,
-                c.customer_id,
-                status,
-                assignee,
-                c.group_id,
-                c.priority,
-                queued_at,
-                first_response_at,
-                tag_list
-            ])?;
+            .execute(row)?;
         if only_body > 0 {
             return Ok(());
         }
@@ -743,20 +747,7 @@ impl Tx for WriteConn<'_> {
                     group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
                     body = excluded.body, tag_list = excluded.tag_list",
             )?
-            .execute(params![
-                c.id,
-                account,
-                c.integration_id,
-                c.customer_id,
-                status,
-                assignee,
-                c.group_id,
-                c.priority,
-                queued_at,
-                body,
-                first_response_at,
-                tag_list
-            ])?;
+            .execute(row)?;
         // Tags are few per conversation: replace the set.
         self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;
         let mut insert = self
