@@ -40,6 +40,9 @@ struct LogPage {
 
 const FILTERS: &[&str] = &["conversation_id", "since", "until", "type", "after"];
 const PAGE: usize = 1000;
+/// Events an export reads at a time: fewer, larger reads (each its own snapshot and trip to a
+/// blocking thread), still a bounded amount in memory (a few MiB).
+const EXPORT_PAGE: usize = 5000;
 
 fn with_filters(mut op: Op) -> Op {
     op = op
@@ -204,7 +207,7 @@ async fn follow(
 
 async fn export(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Params) -> ApiResult<Response> {
     params.only(FILTERS)?;
-    let q = query(&params)?;
+    let q = LogQuery { limit: EXPORT_PAGE, ..query(&params)? };
     let account = caller.account_id;
     // One page in memory at a time, whatever the size of the range.
     let lines = stream::unfold(Some((ctx, q)), move |state| async move {
