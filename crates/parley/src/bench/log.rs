@@ -19,7 +19,11 @@ use serde_json::json;
 use super::*;
 
 const CONVERSATIONS: usize = 10_000;
+/// Messages written per round: commands of [`COMMAND`] messages sent together, which the writer
+/// commits in one transaction. (One command of 5,000 would make SQLite's in-memory savepoint
+/// journal long enough that walking it at the end of every statement dominates.)
 const BATCH: usize = 5_000;
+const COMMAND: usize = 250;
 const REQUESTS: usize = 2_000;
 
 struct Seeded {
@@ -41,38 +45,49 @@ async fn seed(path: std::path::PathBuf, events: usize) -> Result<Seeded, String>
         hash: parley_server::auth::hash_secret(&key),
         prefix: "pk_".into(),
     };
-    let (account, conversations) = store
+    let (account, integration) = store
         .write(move |tx| {
             let (account, _) = accounts::create_account(tx, "bench".into(), new_key)?;
             let input = serde_json::from_value(json!({"name": "bench", "type": "api"}))
                 .map_err(|e| parley_store::StoreError::Backend(e.to_string()))?;
             let integration = integrations::create_integration(tx, account.id, input, &Limits::default())?;
-            let mut ids = Vec::with_capacity(CONVERSATIONS);
-            for i in 0..CONVERSATIONS {
-                let customer =
-                    parley_core::customer::CustomerRef { external_id: Some(format!("c{i}")), ..Default::default() };
-                ids.push(
-                    conversations::create_conversation(tx, account.id, integration.id, customer, Actor::system())?.id,
-                );
-            }
-            Ok((account.id, ids))
+            Ok((account.id, integration.id))
         })
         .await
         .map_err(|e| e.to_string())?;
+    let mut conversations = Vec::with_capacity(CONVERSATIONS);
+    for from in (0..CONVERSATIONS).step_by(COMMAND) {
+        let ids = store
+            .write(move |tx| {
+                let mut ids = Vec::with_capacity(COMMAND);
+                for i in from..(from + COMMAND).min(CONVERSATIONS) {
+                    let customer =
+                        parley_core::customer::CustomerRef { external_id: Some(format!("c{i}")), ..Default::default() };
+                    ids.push(
+                        conversations::create_conversation(tx, account, integration, customer, Actor::system())?.id,
+                    );
+                }
+                Ok(ids)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        conversations.extend(ids);
+    }
     let conversations = Arc::new(conversations);
     let limits = Arc::new(Limits::default());
     let started = Instant::now();
     let mut written = store.read(move |r| r.last_seq(account)).await.map_err(|e| e.to_string())? as usize;
     let mut n = 0usize;
     while written < events {
-        let (conversations, limits) = (conversations.clone(), limits.clone());
         let batch = BATCH.min(events - written);
         let from = n;
-        store
-            .write(move |tx| {
-                for j in 0..batch {
-                    let c = conversations[(from + j) % conversations.len()];
-                    let text = format!("Message {} — where is my order? It was due on Tuesday.", from + j);
+        let commands = (0..batch).step_by(COMMAND).map(|offset| {
+            let (conversations, limits) = (conversations.clone(), limits.clone());
+            let size = COMMAND.min(batch - offset);
+            store.write(move |tx| {
+                for j in from + offset..from + offset + size {
+                    let c = conversations[j % conversations.len()];
+                    let text = format!("Message {j} — where is my order? It was due on Tuesday.");
                     let new = messages::NewMessage {
                         author: Author { author_type: AuthorType::Customer, id: None, name: None },
                         content: Content::Text(TextContent { text, actions: Vec::new(), payload: None }),
@@ -82,8 +97,8 @@ async fn seed(path: std::path::PathBuf, events: usize) -> Result<Seeded, String>
                 }
                 Ok(())
             })
-            .await
-            .map_err(|e| e.to_string())?;
+        });
+        futures_util::future::try_join_all(commands).await.map_err(|e| e.to_string())?;
         n += batch;
         written = store.read(move |r| r.last_seq(account)).await.map_err(|e| e.to_string())? as usize;
         if n % 500_000 < BATCH {

@@ -95,7 +95,10 @@ impl SqliteStore {
             return Err(StoreError::Backend(format!("cannot switch {} to WAL mode", config.path.display())));
         }
         // temp_store = MEMORY keeps each command's savepoint journal in memory: on a file it spills
-        // past 64 KiB and then every page a command touches is written to it with a syscall.
+        // past 64 KiB, and from then on every page a command touches is written to it with a
+        // syscall. The price: SQLite walks an in-memory journal from its start at the end of each
+        // statement, so a single command that touches very many pages (thousands of messages)
+        // slows down quadratically; commands are small, and bulk work goes in many of them.
         db.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32000; PRAGMA mmap_size = {MMAP}; PRAGMA temp_store = MEMORY;"
         ))?;
