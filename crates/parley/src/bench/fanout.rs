@@ -203,8 +203,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let rss = rss_kib(&server_pid);
     stop.store(true, Ordering::Relaxed);
     let h = histogram.lock().map(|h| h.clone()).map_err(|_| "histogram poisoned".to_string())?;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 100.0).round() / 100.0);
     let (posted, acknowledged, received) =
         (posted.load(Ordering::Relaxed), acknowledged.load(Ordering::Relaxed), received.load(Ordering::Relaxed));
     let result = json!({
@@ -220,9 +218,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "deliveries_lost": acknowledged.saturating_sub(received),
         "posted_per_second": (posted as f64 / posting).round(),
         "deliveries_per_second": (received as f64 / posting).round(),
-        "post_to_receive_ms": {"p50": ms(0.5), "p99": ms(0.99), "p99_9": ms(0.999), "max": h.max() as f64 / 1000.0},
+        "post_to_receive_ms": latency_ms(&h),
         "server_rss_mib": rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-        "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1)},
+        "cpu_seconds": {"server": cpu_between(server_cpu0, server_cpu1), "generator": cpu_between(own_cpu0, own_cpu1)},
     });
     report(&args, &result)?;
     for r in readers {

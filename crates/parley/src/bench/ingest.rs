@@ -84,8 +84,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         all.add(h).map_err(|e| e.to_string())?;
     }
     let acknowledged = all.len();
-    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
-    let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 100.0).round() / 100.0);
     let result = json!({
         "scenario": if baseline { "baseline" } else { "ingest" },
         "machine": machine(),
@@ -99,8 +97,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "messages_acknowledged": acknowledged,
         "errors": errors.load(Ordering::Relaxed),
         "messages_per_second": (acknowledged as f64 / elapsed).round(),
-        "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p99_9": ms(0.999), "max": all.max() as f64 / 1000.0},
-        "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
+        "latency_ms": latency_ms(&all),
+        "cpu_seconds": {"server": cpu_between(server_cpu0, server_cpu1), "generator": cpu_between(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
     });
     print_table(&result);
     std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)

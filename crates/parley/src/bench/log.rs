@@ -196,21 +196,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let export_secs = started.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(&server_pid);
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let figures = |h: &Histogram<u64>| json!({"p50": ms(h, 0.5), "p99": ms(h, 0.99), "p99_9": ms(h, 0.999), "max": h.max() as f64 / 1000.0});
     let result = json!({
         "scenario": "log",
         "machine": machine(),
         "parameters": {"events": seeded.events, "conversations": CONVERSATIONS, "requests_each": REQUESTS, "page": 100},
         "seeding": {"seconds": (seed_secs * 10.0).round() / 10.0, "database_gib": (db_bytes as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0},
-        "page_by_conversation_ms": figures(&conversation_pages),
-        "page_by_time_range_ms": figures(&time_pages),
+        "page_by_conversation_ms": latency_ms(&conversation_pages),
+        "page_by_time_range_ms": latency_ms(&time_pages),
         "export": {
             "events": lines,
             "mib": (bytes as f64 / (1u64 << 20) as f64).round(),
             "seconds": (export_secs * 100.0).round() / 100.0,
             "events_per_second": (lines as f64 / export_secs).round(),
-            "server_cpu_seconds": cpu0.zip(cpu1).map(|(a, b)| ((b - a) * 100.0).round() / 100.0),
+            "server_cpu_seconds": cpu_between(cpu0, cpu1),
         },
     });
     report(&args, &result)?;

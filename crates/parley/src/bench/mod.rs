@@ -183,6 +183,21 @@ async fn json_of(request: reqwest::RequestBuilder) -> Result<Value, String> {
     request.send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
 }
 
+/// Milliseconds at quantile `q` of a histogram recorded in microseconds.
+fn ms_at(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// p50, p99, p99.9 and the maximum of a histogram recorded in microseconds, in milliseconds.
+fn latency_ms(h: &hdrhistogram::Histogram<u64>) -> Value {
+    json!({"p50": ms_at(h, 0.5), "p99": ms_at(h, 0.99), "p99_9": ms_at(h, 0.999), "max": h.max() as f64 / 1000.0})
+}
+
+/// CPU seconds between two readings, to 0.01 s, when both could be taken.
+fn cpu_between(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    before.zip(after).map(|(a, b)| ((b - a) * 100.0).round() / 100.0)
+}
+
 /// Prints the figures as JSON and writes them to `--out`.
 fn report(args: &BenchArgs, result: &Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(result).map_err(|e| e.to_string())?;

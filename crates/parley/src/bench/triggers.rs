@@ -100,19 +100,18 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let cpu0 = cpu_seconds(&server_pid);
     let behind = time_probe(&http, &mut stream, &key, &conversations, messages).await?;
     let cpu1 = cpu_seconds(&server_pid);
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let figures = |h: &Histogram<u64>| json!({"p50": ms(h, 0.5), "p99": ms(h, 0.99), "p99_9": ms(h, 0.999), "mean": h.mean() / 1000.0});
+    let figures = |h: &Histogram<u64>| json!({"p50": ms_at(h, 0.5), "p99": ms_at(h, 0.99), "p99_9": ms_at(h, 0.999), "mean": h.mean() / 1000.0});
     let result = json!({
         "scenario": "triggers",
         "machine": machine(),
         "parameters": {"triggers": args.triggers, "conditions_each": 5, "messages_per_phase": messages, "durability": args.durability},
         "ack_to_trigger_fired_ms": {"probe_alone": figures(&alone), "behind_triggers": figures(&behind)},
         "added_ms": {
-            "p50": ms(&behind, 0.5) - ms(&alone, 0.5),
-            "p99": ms(&behind, 0.99) - ms(&alone, 0.99),
+            "p50": ms_at(&behind, 0.5) - ms_at(&alone, 0.5),
+            "p99": ms_at(&behind, 0.99) - ms_at(&alone, 0.99),
             "mean": (behind.mean() - alone.mean()) / 1000.0,
         },
-        "server_cpu_seconds_behind_triggers": cpu0.zip(cpu1).map(|(a, b)| ((b - a) * 100.0).round() / 100.0),
+        "server_cpu_seconds_behind_triggers": cpu_between(cpu0, cpu1),
     });
     report(&args, &result)?;
     Ok(())

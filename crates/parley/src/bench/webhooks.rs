@@ -109,7 +109,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut delays = rx.delays_ms.lock().map(|d| d.clone()).unwrap_or_default();
     delays.sort_by(f64::total_cmp);
     let pct = |q: f64| delays.get(((delays.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
-    let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 100.0).round() / 100.0);
     let result = json!({
         "scenario": "webhooks",
         "machine": machine(),
@@ -124,7 +123,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "deliveries_per_second": (delivered as f64 / elapsed).round(),
         "messages_posted_per_second": (args.messages as f64 / posted_in).round(),
         "delivery_delay_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": delays.last().copied().unwrap_or(0.0)},
-        "cpu_seconds": {"server": cpu(server_cpu0, server_cpu1), "generator": cpu(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
+        "cpu_seconds": {"server": cpu_between(server_cpu0, server_cpu1), "generator": cpu_between(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
     });
     report(&args, &result)?;
     Ok(())

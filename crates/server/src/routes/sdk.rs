@@ -247,9 +247,17 @@ fn customer_view(r: &dyn Reads, session: &SdkSession, c: Conversation) -> Result
 
 /// The session's conversation `id`, if it is this customer's.
 fn owned(r: &dyn Reads, session: &SdkSession, id: Uuid) -> Result<Conversation, StoreError> {
-    r.conversation(session.account_id, id)?
-        .filter(|c| c.customer_id == session.customer_id)
-        .ok_or_else(|| StoreError::not_found("conversation"))
+    let conversation = r.conversation(session.account_id, id)?.ok_or_else(|| StoreError::not_found("conversation"))?;
+    refuse_others(session, &conversation)?;
+    Ok(conversation)
+}
+
+/// Another customer's conversation is answered as if it did not exist.
+fn refuse_others(session: &SdkSession, conversation: &Conversation) -> Result<(), StoreError> {
+    if conversation.customer_id != session.customer_id {
+        return Err(StoreError::not_found("conversation"));
+    }
+    Ok(())
 }
 
 /// The session's customer, refused if suspended.
@@ -347,9 +355,7 @@ async fn send(
         .store
         .write(move |tx| {
             let thread = messages::Thread::load(tx, session.account_id, id)?;
-            if thread.conversation.customer_id != session.customer_id {
-                return Err(StoreError::not_found("conversation"));
-            }
+            refuse_others(&session, &thread.conversation)?;
             refuse_suspended(&thread.customer)?;
             let new = customer_message(&thread.customer, input);
             let actor = thread.customer.actor();

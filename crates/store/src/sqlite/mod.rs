@@ -191,10 +191,7 @@ fn writer_loop(
 /// a refused one is answered here.
 fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Option<Committed> {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
-        let msg = e.to_string();
-        for job in batch.drain(..) {
-            let _ = job.reply.send(Err(StoreError::Backend(msg.clone())));
-        }
+        syncer::refuse(batch.drain(..).map(|job| (job.reply, ())).collect(), &e.to_string());
         return None;
     }
     let mut appended: Vec<LogEntry> = Vec::new();
@@ -221,9 +218,7 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
         outcomes.push((job.reply, result));
     }
     if let Some(reason) = lost {
-        for (reply, _) in outcomes {
-            let _ = reply.send(Err(StoreError::Backend(reason.clone())));
-        }
+        syncer::refuse(outcomes, &reason);
         return None;
     }
     match db.execute_batch("COMMIT") {
@@ -231,9 +226,7 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
         Err(e) => {
             let _ = db.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "commit failed; the whole batch is refused");
-            for (reply, _) in outcomes {
-                let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {e}"))));
-            }
+            syncer::refuse(outcomes, &format!("commit failed: {e}"));
             None
         }
     }

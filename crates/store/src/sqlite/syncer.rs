@@ -25,6 +25,13 @@ pub(super) struct Committed {
     pub outcomes: Vec<(Reply, Result<Boxed, StoreError>)>,
 }
 
+/// Answers every command of a batch that did not (or could not be made to) last with `reason`.
+pub(super) fn refuse<T>(outcomes: Vec<(Reply, T)>, reason: &str) {
+    for (reply, _) in outcomes {
+        let _ = reply.send(Err(StoreError::Backend(reason.to_string())));
+    }
+}
+
 /// Committed batches the writer hands over before the syncer has caught up; past it the writer
 /// waits (back-pressure, not an unbounded queue).
 pub(super) const IN_FLIGHT: usize = 8;
@@ -56,11 +63,7 @@ pub(super) fn sync_loop(wal: Option<File>, batches: Receiver<Committed>, sink: C
                         let _ = reply.send(result);
                     }
                 }
-                Err(reason) => {
-                    for (reply, _) in batch.outcomes {
-                        let _ = reply.send(Err(StoreError::Backend(reason.clone())));
-                    }
-                }
+                Err(reason) => refuse(batch.outcomes, reason),
             }
         }
     }
