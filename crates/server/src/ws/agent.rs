@@ -35,8 +35,9 @@ pub async fn handler(
         Err(_) => return super::upgrade_required().into_response(),
     };
     let config = ctx.sockets;
-    super::configured(upgrade)
-        .on_upgrade(move |socket| drive(socket, ctx.clone(), config, AgentSocket { ctx, caller, tail: None, start: 0 }))
+    super::configured(upgrade).on_upgrade(move |socket| {
+        drive(socket, &ctx.clone(), config, AgentSocket { ctx, caller, tail: None, start: 0 })
+    })
 }
 
 fn strings(frame: &Value, key: &str) -> Result<Vec<String>, String> {
@@ -226,7 +227,7 @@ impl SocketSession for AgentSocket {
         self.tail.as_ref().map_or(self.start, |t| t.seen)
     }
 
-    async fn closed(self) {
+    async fn closed(&self) {
         if let Some(agent) = self.agent_id() {
             self.ctx.presence.agent_disconnected(self.caller.account_id, agent);
         }

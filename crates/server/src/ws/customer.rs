@@ -57,7 +57,9 @@ pub struct CustomerSocket {
     queue: HashMap<Uuid, Standing>,
     /// Whether the hub routes this customer's events to it alone (see `customer_feeds`).
     routed: bool,
-    device: Value,
+    /// The peer's `User-Agent`, for the device of `customer_joined` and `customer_left` (kept
+    /// as text: a JSON object per idle socket costs more than the socket's own buffers).
+    user_agent: Option<Box<str>>,
 }
 
 /// Where a waiting conversation stands in its queue, as the customer sees it.
@@ -104,9 +106,7 @@ pub async fn handler(
         Ok(u) => u,
         Err(_) => return super::upgrade_required().into_response(),
     };
-    let agent =
-        headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect::<String>());
-    let device = serde_json::json!({"session_id": session.id, "user_agent": agent});
+    let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
     let config = ctx.sockets;
     let socket = CustomerSocket {
         tail: Tail::new(session.account_id, LogQuery::default(), 0),
@@ -117,9 +117,9 @@ pub async fn handler(
         available: None,
         queue: HashMap::new(),
         routed: ctx.hub.is_ordered(),
-        device,
+        user_agent,
     };
-    super::configured(upgrade).on_upgrade(move |ws| drive(ws, ctx, config, socket))
+    super::configured(upgrade).on_upgrade(move |ws| drive(ws, &ctx, config, socket))
 }
 
 /// Is an agent able to answer: online in the group of the customer's newest active
@@ -162,6 +162,10 @@ impl CustomerSocket {
     /// an empty filter of the log query means "all", and a customer may have no conversation.
     fn owns(&self, entry: &parley_store::LogEntry) -> bool {
         entry.conversation_id.is_some_and(|c| self.conversations.contains(&c))
+    }
+
+    fn device(&self) -> Value {
+        serde_json::json!({"session_id": self.session.id, "user_agent": self.user_agent})
     }
 
     fn reader(&self) -> ReaderRef {
@@ -280,7 +284,7 @@ impl SocketSession for CustomerSocket {
             self.ctx.hub.customer_feeds().own(self.session.customer_id, &ids);
         }
         if self.ctx.presence.customer_connected(self.session.account_id, self.session.customer_id) {
-            let (session, device) = (self.session.clone(), self.device.clone());
+            let (session, device) = (self.session.clone(), self.device());
             let joined = self.ctx.store.write(move |tx| customer_presence(tx, &session, true, device)).await;
             if let Err(e) = joined {
                 tracing::warn!(error = %e, "could not log customer_joined");
@@ -400,9 +404,9 @@ impl SocketSession for CustomerSocket {
         self.tail.seen
     }
 
-    async fn closed(self) {
+    async fn closed(&self) {
         if self.ctx.presence.customer_disconnected(self.session.account_id, self.session.customer_id) {
-            let (session, device) = (self.session.clone(), self.device.clone());
+            let (session, device) = (self.session.clone(), self.device());
             if let Err(e) = self.ctx.store.write(move |tx| customer_presence(tx, &session, false, device)).await {
                 tracing::warn!(error = %e, "could not log customer_left");
             }

@@ -4,15 +4,18 @@
 
 pub mod agent;
 pub mod customer;
+mod outbox;
+
+pub use outbox::Outbox;
 
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use parley_core::Uuid;
 use serde_json::Value;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::context::ApiContext;
 use crate::hub::Live;
@@ -49,48 +52,6 @@ impl Close {
 
     pub fn going_away() -> Self {
         Close { code: CLOSE_GOING_AWAY, reason: "server stopping".into(), resume_from: None }
-    }
-}
-
-/// A frame, and the `seq` of the event it carries, if any.
-struct Frame {
-    message: Message,
-    seq: Option<i64>,
-}
-
-/// The frames waiting to be written to one socket. Bounded: live frames never wait for room (a
-/// full outbox means the peer is too slow), while catch-up from storage waits its turn.
-pub struct Outbox {
-    frames: mpsc::Sender<Frame>,
-}
-
-impl Outbox {
-    /// Queues a live frame; false when the outbox is full.
-    pub fn offer(&self, text: String) -> bool {
-        self.frames.try_send(Frame { message: Message::text(text), seq: None }).is_ok()
-    }
-
-    /// Queues a live event frame; false when the outbox is full.
-    pub fn offer_event(&self, seq: i64, json: &str) -> bool {
-        self.frames.try_send(Frame { message: Message::text(event_frame(seq, json)), seq: Some(seq) }).is_ok()
-    }
-
-    /// Queues a frame, waiting for room (for backlog, not live traffic).
-    pub async fn push(&self, text: String) -> Result<(), Close> {
-        self.send(Frame { message: Message::text(text), seq: None }).await
-    }
-
-    /// Queues an event frame of the backlog, waiting for room.
-    pub async fn push_event(&self, seq: i64, json: &str) -> Result<(), Close> {
-        self.send(Frame { message: Message::text(event_frame(seq, json)), seq: Some(seq) }).await
-    }
-
-    async fn send(&self, frame: Frame) -> Result<(), Close> {
-        self.frames.send(frame).await.map_err(|_| Close::error("connection closed"))
-    }
-
-    fn raw(&self, message: Message) -> bool {
-        self.frames.try_send(Frame { message, seq: None }).is_ok()
     }
 }
 
@@ -131,7 +92,7 @@ pub trait SocketSession: Send {
     /// Where the peer should resume if it is dropped for being slow.
     fn cursor(&self) -> i64;
     /// The connection is gone.
-    fn closed(self) -> impl std::future::Future<Output = ()> + Send;
+    fn closed(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Socket settings.
@@ -142,120 +103,98 @@ pub struct SocketConfig {
     pub outbox: usize,
 }
 
-async fn writer(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Frame>,
-    mut close: oneshot::Receiver<Close>,
-) {
-    // The last event handed to the connection: a slow peer resumes after it.
-    let mut last_written: Option<i64> = None;
-    let goodbye = |c: Close, last_written: Option<i64>| {
-        let reason = match last_written.or(c.resume_from) {
-            Some(seq) if c.code == CLOSE_TOO_SLOW => {
-                format!("too slow: resume with after={}", crate::cursor::encode_seq(seq))
-            }
-            _ => c.reason,
-        };
-        Message::Close(Some(CloseFrame { code: c.code, reason: reason.into() }))
-    };
-    loop {
-        tokio::select! {
-            biased;
-            reason = &mut close => {
-                if let Ok(reason) = reason {
-                    let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason, last_written))).await;
-                }
-                break;
-            }
-            frame = frames.recv() => {
-                let Some(frame) = frame else { break };
-                tokio::select! {
-                    sent = sink.send(frame.message) => {
-                        if sent.is_err() {
-                            break;
-                        }
-                        if frame.seq.is_some() {
-                            last_written = frame.seq;
-                        }
-                    },
-                    reason = &mut close => {
-                        if let Ok(reason) = reason {
-                            let _ = tokio::time::timeout(CLOSE_FLUSH, sink.send(goodbye(reason, last_written))).await;
-                        }
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-}
-
 fn error_frame(code: &str, detail: &str) -> String {
     serde_json::json!({"type": "error", "code": code, "detail": detail}).to_string()
 }
 
-/// Drives one socket until the peer leaves, goes silent, falls behind, or the server stops.
-pub async fn drive<S: SocketSession>(socket: WebSocket, ctx: ApiContext, config: SocketConfig, mut session: S) {
-    let (sink, mut stream) = socket.split();
-    let (frames, queue) = mpsc::channel(config.outbox.max(16));
-    let (close_tx, close_rx) = oneshot::channel();
-    let writer = tokio::spawn(writer(sink, queue, close_rx));
-    let out = Outbox { frames };
+/// The close frame, naming where a slow peer resumes: after the last event written to it, or
+/// its fallback when it received none.
+fn goodbye(close: Close, last_written: Option<i64>) -> Message {
+    let reason = match last_written.or(close.resume_from) {
+        Some(seq) if close.code == CLOSE_TOO_SLOW => {
+            format!("too slow: resume with after={}", crate::cursor::encode_seq(seq))
+        }
+        _ => close.reason,
+    };
+    Message::Close(Some(CloseFrame { code: close.code, reason: reason.into() }))
+}
+
+/// Drives one socket until the peer leaves, goes silent, falls behind, or the server stops:
+/// reading the peer, following the live feed and writing the outbox, in this one task.
+///
+/// Not an `async fn`: one would keep its arguments twice in every socket's task (as arguments
+/// and as locals). The block below uses what it captures in place.
+pub fn drive<S: SocketSession>(
+    mut socket: WebSocket,
+    ctx: &ApiContext,
+    config: SocketConfig,
+    mut session: S,
+) -> impl std::future::Future<Output = ()> + Send {
     // Subscribe before anything is read from storage, so nothing committed in between is missed.
     let mut live = session.feed(&ctx.hub);
     let mut shutdown = ctx.shutdown.clone();
-    let mut ping = tokio::time::interval(config.ping_every);
-    ping.tick().await;
-    let mut last_heard = Instant::now();
+    async move {
+        let out = Outbox::new(config.outbox.max(16));
+        let mut ping = tokio::time::interval(config.ping_every);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
 
-    let mut outcome = if *shutdown.borrow() { Err(Close::going_away()) } else { session.open(&out).await };
-    while outcome.is_ok() {
-        outcome = tokio::select! {
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    last_heard = Instant::now();
-                    match serde_json::from_str::<Value>(text.as_str()) {
-                        Ok(frame @ Value::Object(_)) => session.client(frame, &out).await,
-                        _ => {
-                            out.offer(error_frame("malformed_frame", "frames are JSON objects with a `type`"));
-                            Ok(())
+        let mut outcome = if *shutdown.borrow() {
+            Err(Close::going_away())
+        } else {
+            out.serve(&mut socket, session.open(&out)).await
+        };
+        while outcome.is_ok() {
+            outcome = tokio::select! {
+                incoming = std::future::poll_fn(|cx| out.poll_incoming(&mut socket, cx)) => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = Instant::now();
+                        match serde_json::from_str::<Value>(text.as_str()) {
+                            Ok(frame @ Value::Object(_)) => out.serve(&mut socket, session.client(frame, &out)).await,
+                            _ => {
+                                out.offer(error_frame("malformed_frame", "frames are JSON objects with a `type`"));
+                                Ok(())
+                            }
                         }
                     }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    out.offer(error_frame("malformed_frame", "frames are JSON text"));
+                    Some(Ok(Message::Binary(_))) => {
+                        out.offer(error_frame("malformed_frame", "frames are JSON text"));
+                        Ok(())
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        Ok(())
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                },
+                item = live.recv() => match item {
+                    Ok(item) => out.serve(&mut socket, session.live(item, &out)).await,
+                    Err(RecvError::Lagged(_)) => Err(Close::too_slow(session.cursor())),
+                    Err(RecvError::Closed) => Err(Close::going_away()),
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > config.ping_every * 2 {
+                        // No pong, no frame: the peer is gone. Drop it without ceremony.
+                        break;
+                    }
+                    out.ping();
                     Ok(())
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                    last_heard = Instant::now();
-                    Ok(())
-                }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-            },
-            item = live.recv() => match item {
-                Ok(item) => session.live(item, &out).await,
-                Err(RecvError::Lagged(_)) => Err(Close::too_slow(session.cursor())),
-                Err(RecvError::Closed) => Err(Close::going_away()),
-            },
-            _ = ping.tick() => {
-                if last_heard.elapsed() > config.ping_every * 2 {
-                    // No pong, no frame: the peer is gone. Drop it without ceremony.
-                    break;
-                }
-                out.raw(Message::Ping(Default::default()));
-                Ok(())
-            }
-            _ = shutdown.changed() => Err(Close::going_away()),
-        };
+                _ = shutdown.changed() => Err(Close::going_away()),
+            };
+        }
+        if let Err(close) = outcome {
+            tracing::debug!(code = close.code, reason = %close.reason, "closing a socket");
+            // What is still queued is dropped: the close frame names the last event written, so
+            // the peer resumes right after it.
+            let last_written = out.last_written();
+            out.discard();
+            let _ = tokio::time::timeout(CLOSE_FLUSH, socket.send(goodbye(close, last_written))).await;
+        }
+        drop(live);
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+        session.closed().await;
     }
-    if let Err(close) = outcome {
-        tracing::debug!(code = close.code, reason = %close.reason, "closing a socket");
-        let _ = close_tx.send(close);
-    }
-    drop(out);
-    let _ = writer.await;
-    session.closed().await;
 }
 
 /// Reads a tail up from storage, queueing the events `allow` lets through: waiting for room
@@ -321,20 +260,16 @@ pub fn bad_frame(out: &Outbox, detail: &str) {
     out.offer(error_frame("invalid_frame", detail));
 }
 
-/// An event frame, built around the stored JSON without re-encoding it.
-fn event_frame(seq: i64, json: &str) -> String {
-    format!(r#"{{"type":"event","cursor":"{}","event":{}}}"#, crate::cursor::encode_seq(seq), json)
-}
-
 pub fn unread_frame(conversation: Uuid, count: i64) -> String {
     serde_json::json!({"type": "unread", "conversation_id": conversation, "count": count}).to_string()
 }
 
 /// Frame limits and buffers for every socket. Client frames are small (typing, subscribe), and
-/// a connection's buffers are most of what an idle one costs: 2 KiB to read instead of the
-/// library's 128 KiB, and frames written as they come instead of gathered in a second buffer.
+/// a connection's buffers are most of what an idle one costs: 512 bytes to read instead of the
+/// library's 128 KiB (a larger frame is read in several calls, into room reserved for it), and
+/// frames written as they come instead of gathered in a second buffer.
 pub fn configured(upgrade: axum::extract::ws::WebSocketUpgrade) -> axum::extract::ws::WebSocketUpgrade {
-    upgrade.max_message_size(64 * 1024).read_buffer_size(2048).write_buffer_size(0)
+    upgrade.max_message_size(64 * 1024).read_buffer_size(512).write_buffer_size(0)
 }
 
 /// The answer to a plain HTTP request on a WebSocket path.
