@@ -26,6 +26,8 @@ const BATCH: usize = 5_000;
 const COMMAND: usize = 250;
 const REQUESTS: usize = 2_000;
 
+/// What a run needs to know of a seeded log; kept beside it (`seeded.json`) with `--log-dir`.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Seeded {
     key: String,
     conversations: Vec<Uuid>,
@@ -147,12 +149,34 @@ fn mix(i: u64) -> u64 {
     x.wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
 
-pub async fn run(args: BenchArgs) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+/// The seeded log: the one kept in `--log-dir` when it holds as many events as asked for,
+/// otherwise a new one (kept there, or in a temporary directory).
+async fn seeded(args: &BenchArgs) -> Result<(DataDir, Seeded, f64), String> {
+    let dir = match &args.log_dir {
+        Some(path) => DataDir::Kept(path.clone()),
+        None => DataDir::temporary()?,
+    };
+    let manifest = dir.path().join("seeded.json");
+    if let Ok(kept) = std::fs::read(&manifest) {
+        let kept: Seeded = serde_json::from_slice(&kept).map_err(|e| format!("{}: {e}", manifest.display()))?;
+        if kept.events >= args.events as i64 {
+            return Ok((dir, kept, 0.0));
+        }
+        return Err(format!("{} holds {} events, fewer than asked for", dir.path().display(), kept.events));
+    }
     std::fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
     let seeding = Instant::now();
     let seeded = seed(dir.path().join("data").join("parley.db"), args.events).await?;
-    let seed_secs = seeding.elapsed().as_secs_f64();
+    let seconds = seeding.elapsed().as_secs_f64();
+    if args.log_dir.is_some() {
+        let json = serde_json::to_vec(&seeded).map_err(|e| e.to_string())?;
+        std::fs::write(&manifest, json).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    }
+    Ok((dir, seeded, seconds))
+}
+
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let (dir, seeded, seed_secs) = seeded(&args).await?;
     let db_bytes = std::fs::metadata(dir.path().join("data").join("parley.db")).map(|m| m.len()).unwrap_or(0);
     let server = start_server_in(&args, dir)?;
     let base = server.url.clone();

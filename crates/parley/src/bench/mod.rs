@@ -77,6 +77,10 @@ pub struct BenchArgs {
     /// Log scenario: events in the log.
     #[arg(long, default_value_t = 10_000_000)]
     events: usize,
+    /// Log scenario: keep the seeded log in this directory, and measure a log already seeded
+    /// there (with the same `--events`) instead of writing it again.
+    #[arg(long)]
+    log_dir: Option<std::path::PathBuf>,
     /// Where to write the JSON figures.
     #[arg(long, default_value = "bench-results.json")]
     out: String,
@@ -87,7 +91,27 @@ const ADMIN: &str = "bench-admin-token";
 struct Server {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: DataDir,
+}
+
+/// Where a benchmarked server keeps its data: a temporary directory, removed afterwards, or
+/// one the caller keeps.
+enum DataDir {
+    Temporary(tempfile::TempDir),
+    Kept(std::path::PathBuf),
+}
+
+impl DataDir {
+    fn temporary() -> Result<Self, String> {
+        Ok(DataDir::Temporary(tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            DataDir::Temporary(dir) => dir.path(),
+            DataDir::Kept(path) => path,
+        }
+    }
 }
 
 impl Drop for Server {
@@ -98,12 +122,11 @@ impl Drop for Server {
 }
 
 fn start_server(args: &BenchArgs) -> Result<Server, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
-    start_server_in(args, dir)
+    start_server_in(args, DataDir::temporary()?)
 }
 
 /// Starts the server on `dir/data` (which may hold data already).
-fn start_server_in(args: &BenchArgs, dir: tempfile::TempDir) -> Result<Server, String> {
+fn start_server_in(args: &BenchArgs, dir: DataDir) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the parley binary: {e}"))?;
     let mut command = Command::new(exe);
     if matches!(args.scenario, Scenario::Baseline) {
