@@ -157,6 +157,13 @@ fn availability(r: &dyn Reads, session: &SdkSession) -> Result<bool, StoreError>
     }
 }
 
+/// Whether a `message_read` event is this customer's own read receipt.
+fn read_by(entry: &parley_store::LogEntry, customer: Uuid) -> bool {
+    let event: Value = serde_json::from_str(&entry.json).unwrap_or_default();
+    let reader = &event["data"]["reader"];
+    reader["type"] == "customer" && reader["id"].as_str() == Some(customer.to_string().as_str())
+}
+
 impl CustomerSocket {
     /// Whether an event belongs to this customer's conversations. Checked on every delivery:
     /// an empty filter of the log query means "all", and a customer may have no conversation.
@@ -373,10 +380,13 @@ impl SocketSession for CustomerSocket {
                         super::catch_up(tail, &self.ctx, out, owned, true, fallback).await?;
                     }
                 }
-                let counts = matches!(
-                    entry.event_type,
-                    EventType::MessageReceived | EventType::MessageSent | EventType::MessageRead
-                );
+                // Only the business's messages and the customer's own reading move their count (a
+                // `message_received` is the customer's own message, never unread to them).
+                let counts = match entry.event_type {
+                    EventType::MessageSent => true,
+                    EventType::MessageRead => read_by(&entry, self.session.customer_id),
+                    _ => false,
+                };
                 let own = self.conversations.contains(&conversation);
                 if counts && own {
                     self.unread(conversation, out, true).await?;

@@ -230,6 +230,11 @@ on_both_backends! {
     while last["count"] != 0 {
         last = agent.expect("unread").await;
     }
+
+    // The customer's own message was never unread to them: the next count they hear is the
+    // agent's next message.
+    scene.agent_says(&c, "three").await;
+    assert_eq!(customer.expect("unread").await["count"], 1);
     }
 }
 
