@@ -121,9 +121,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 return;
             };
             drop(permit);
-            connected.fetch_add(1, Ordering::Relaxed);
             while let Some(Ok(message)) = ws.next().await {
                 match message {
+                    // The last frame of a socket's opening: from here the server only forwards.
+                    Message::Text(text) if text.contains(r#""type":"availability""#) => {
+                        connected.fetch_add(1, Ordering::Relaxed);
+                    }
                     Message::Text(text) if text.contains("fanout ") => {
                         let frame: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
                         let body = frame["event"]["data"]["message"]["content"]["text"].as_str().unwrap_or_default();
