@@ -35,9 +35,8 @@ pub async fn handler(
         Err(_) => return super::upgrade_required().into_response(),
     };
     let config = ctx.sockets;
-    super::configured(upgrade).on_upgrade(move |socket| {
-        drive(socket, &ctx.clone(), config, AgentSocket { ctx, caller, tail: None, start: 0 })
-    })
+    let session = Box::new(AgentSocket { ctx, caller, tail: None, start: 0 });
+    super::configured(upgrade).on_upgrade(move |socket| drive(socket, config, session))
 }
 
 fn strings(frame: &Value, key: &str) -> Result<Vec<String>, String> {
@@ -149,6 +148,10 @@ impl AgentSocket {
 }
 
 impl SocketSession for AgentSocket {
+    fn context(&self) -> &ApiContext {
+        &self.ctx
+    }
+
     fn account(&self) -> Uuid {
         self.caller.account_id
     }

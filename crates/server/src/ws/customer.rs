@@ -108,7 +108,7 @@ pub async fn handler(
     };
     let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
     let config = ctx.sockets;
-    let socket = CustomerSocket {
+    let socket = Box::new(CustomerSocket {
         tail: Tail::new(session.account_id, LogQuery::default(), 0),
         ctx: ctx.clone(),
         session,
@@ -118,8 +118,8 @@ pub async fn handler(
         queue: HashMap::new(),
         routed: ctx.hub.is_ordered(),
         user_agent,
-    };
-    super::configured(upgrade).on_upgrade(move |ws| drive(ws, &ctx, config, socket))
+    });
+    super::configured(upgrade).on_upgrade(move |ws| drive(ws, config, socket))
 }
 
 /// Is an agent able to answer: online in the group of the customer's newest active
@@ -255,6 +255,10 @@ impl CustomerSocket {
 }
 
 impl SocketSession for CustomerSocket {
+    fn context(&self) -> &ApiContext {
+        &self.ctx
+    }
+
     fn account(&self) -> Uuid {
         self.session.account_id
     }

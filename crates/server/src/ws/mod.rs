@@ -78,6 +78,7 @@ impl Feed {
 
 /// What one kind of socket does with what it hears. The driver owns the connection.
 pub trait SocketSession: Send {
+    fn context(&self) -> &ApiContext;
     fn account(&self) -> Uuid;
     /// Subscribes to what the socket follows live (before anything is read from storage).
     fn feed(&self, hub: &crate::hub::Hub) -> Feed {
@@ -124,12 +125,15 @@ fn goodbye(close: Close, last_written: Option<i64>) -> Message {
 ///
 /// Not an `async fn`: one would keep its arguments twice in every socket's task (as arguments
 /// and as locals). The block below uses what it captures in place.
+///
+/// The session comes boxed: it then takes a pointer's room, not its own, in the upgrade's
+/// closure and in this future, both of which live as long as the socket.
 pub fn drive<S: SocketSession>(
     mut socket: WebSocket,
-    ctx: &ApiContext,
     config: SocketConfig,
-    mut session: S,
+    mut session: Box<S>,
 ) -> impl std::future::Future<Output = ()> + Send {
+    let ctx = session.context();
     // Subscribe before anything is read from storage, so nothing committed in between is missed.
     let mut live = session.feed(&ctx.hub);
     let mut shutdown = ctx.shutdown.clone();
