@@ -121,10 +121,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 return;
             };
             drop(permit);
+            let mut opened = false;
             while let Some(Ok(message)) = ws.next().await {
                 match message {
                     // The last frame of a socket's opening: from here the server only forwards.
-                    Message::Text(text) if text.contains(r#""type":"availability""#) => {
+                    // (Availability frames come again when agents change status: count one.)
+                    Message::Text(text) if !opened && text.contains(r#""type":"availability""#) => {
+                        opened = true;
                         connected.fetch_add(1, Ordering::Relaxed);
                     }
                     Message::Text(text) if text.contains("fanout ") => {

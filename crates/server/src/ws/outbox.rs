@@ -51,9 +51,13 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn has_room(&self, queue: &Queue) -> bool {
+        !queue.broken && queue.frames.len() < self.capacity
+    }
+
     fn try_queue(&self, frame: Frame) -> bool {
         let mut queue = self.lock();
-        if queue.broken || queue.frames.len() >= self.capacity {
+        if !self.has_room(&queue) {
             return false;
         }
         queue.frames.push_back(frame);
@@ -87,7 +91,7 @@ impl Outbox {
             if queue.broken {
                 return Poll::Ready(Err(Close::error("connection closed")));
             }
-            if queue.frames.len() < self.capacity {
+            if self.has_room(&queue) {
                 if let Some(frame) = frame.take() {
                     queue.frames.push_back(frame);
                 }
@@ -107,11 +111,15 @@ impl Outbox {
         self.lock().last_written
     }
 
-    /// Drops what is still queued (the connection is being closed).
+    /// Drops what is still queued and takes nothing more (the connection is being closed, or
+    /// the peer can no longer be written to); a `push` waiting for room learns it.
     pub(super) fn discard(&self) {
         let mut queue = self.lock();
-        queue.frames = VecDeque::new();
         queue.broken = true;
+        queue.frames = VecDeque::new();
+        if let Some(waiting) = queue.waiting.take() {
+            waiting.wake();
+        }
     }
 
     /// Hands queued frames to the socket while it accepts them, then flushes. Ready when
@@ -155,12 +163,7 @@ impl Outbox {
     }
 
     fn broke(&self) -> Poll<()> {
-        let mut queue = self.lock();
-        queue.broken = true;
-        queue.frames = VecDeque::new();
-        if let Some(waiting) = queue.waiting.take() {
-            waiting.wake();
-        }
+        self.discard();
         Poll::Ready(())
     }
 
