@@ -4,9 +4,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parley_core::Uuid;
 
-use crate::model::{LogEntry, LogQuery};
+use crate::model::LogEntry;
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 
@@ -27,13 +26,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs `f` against a consistent snapshot.
     async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError>;
-
-    /// A page of `account`'s log: what [`Reads::log`](crate::Reads::log) returns, read in
-    /// whatever way the backend reads fastest (the embedded one shares a page by conversation
-    /// out among several connections).
-    async fn log_page(&self, account: Uuid, q: LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(move |r| r.log(account, &q)).await
-    }
 
     /// Readiness: the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

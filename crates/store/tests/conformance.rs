@@ -8,7 +8,7 @@ use parley_core::account::Role;
 use parley_core::agent::NewAgent;
 use parley_core::conversation::Status;
 use parley_core::customer::CustomerRef;
-use parley_core::event::{Actor, EventType};
+use parley_core::event::Actor;
 use parley_core::integration::{ChannelType, NewIntegration};
 use parley_core::limits::Limits;
 use parley_core::message::{Author, AuthorType, Content, TextContent};
@@ -430,94 +430,6 @@ async fn routing_state_reads_the_same_on_every_backend() {
         store.write(move |tx| tx.put_offer(account, &written)).await.expect("offer ends");
         assert!(read(OfferFilter::PendingInAccount).await.is_empty());
         assert_eq!(read(OfferFilter::Conversation(c)).await, vec![offer]);
-        store.close().await;
-    }
-}
-
-#[tokio::test]
-async fn a_log_page_by_conversation_is_the_snapshot_read_whichever_way_a_backend_reads_it() {
-    for backend in backends() {
-        let store = backend.open(quiet());
-        let (account, first) = seed(store.as_ref()).await;
-        let limits = Arc::new(Limits::default());
-        let integration = store
-            .read(move |r| r.conversation(account, first))
-            .await
-            .expect("read")
-            .expect("the conversation")
-            .integration_id;
-        let second = store
-            .write(move |tx| {
-                let second = conversations::create_conversation(
-                    tx,
-                    account,
-                    integration,
-                    CustomerRef::default(),
-                    Actor::system(),
-                )?
-                .id;
-                // Interleaved, so each conversation's events lie apart in the log.
-                for i in 0..150 {
-                    for c in [first, second] {
-                        messages::send_message(
-                            tx,
-                            account,
-                            c,
-                            customer_text(&format!("m{i}")),
-                            Actor::system(),
-                            &limits,
-                        )?;
-                    }
-                }
-                Ok(second)
-            })
-            .await
-            .expect("messages");
-        let by_snapshot = |q: LogQuery| {
-            let store = store.clone();
-            async move { store.read(move |r| r.log(account, &q)).await.expect("log") }
-        };
-        let mut after = 0;
-        let mut pages = 0;
-        loop {
-            let q = LogQuery { conversation_ids: vec![first], after, limit: 100, ..LogQuery::default() };
-            let page = store.log_page(account, q.clone()).await.expect("page");
-            assert_eq!(page, by_snapshot(q).await, "page after {after}");
-            assert!(page.iter().all(|e| e.conversation_id == Some(first)));
-            assert!(page.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            pages += 1;
-        }
-        assert_eq!(pages, 2, "150 messages and the conversation's own events make two pages of 100");
-        // Filters decided on the event row take the other way; the answer is the same.
-        let typed = LogQuery {
-            conversation_ids: vec![first, second],
-            types: vec![EventType::MessageReceived],
-            limit: 1000,
-            ..LogQuery::default()
-        };
-        let page = store.log_page(account, typed.clone()).await.expect("typed page");
-        assert_eq!(page.len(), 300);
-        assert_eq!(page, by_snapshot(typed).await);
-        // Many pages at once, each wanting several readers, all finish.
-        let many = (0..16).map(|i| {
-            let store = store.clone();
-            let c = if i % 2 == 0 { first } else { second };
-            tokio::spawn(async move {
-                let q = LogQuery { conversation_ids: vec![c], limit: 100, ..LogQuery::default() };
-                store.log_page(account, q).await.expect("page").len()
-            })
-        });
-        for task in many {
-            assert_eq!(
-                tokio::time::timeout(std::time::Duration::from_secs(30), task)
-                    .await
-                    .expect("no deadlock")
-                    .expect("task"),
-                100
-            );
-        }
         store.close().await;
     }
 }

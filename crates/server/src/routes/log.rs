@@ -122,7 +122,7 @@ async fn page(State(ctx): State<ApiContext>, Caller(caller): Caller, params: Par
     q.limit = params.limit()?;
     let given = params.one("after")?.map(str::to_string);
     let account = caller.account_id;
-    let entries = ctx.store.log_page(account, q).await?;
+    let entries = ctx.store.read(move |r| r.log(account, &q)).await?;
     let next = entries.last().map(|e| cursor::encode_seq(e.seq)).or(given);
     let body = format!("{{\"events\":{},\"next_cursor\":{}}}", json_array(&entries), serde_json::json!(next));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())

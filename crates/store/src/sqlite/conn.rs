@@ -84,7 +84,7 @@ fn page_of<T: DeserializeOwned>(db: &Connection, table: &str, account: Uuid, pag
     docs(db, &sql, &[&account, &page.after_id, &(page.limit as i64)])
 }
 
-pub(crate) fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
+fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
     let type_name: String = row.get(2)?;
     let event_type = EventType::parse(&type_name).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -102,64 +102,6 @@ pub(crate) fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
         occurred_at: Timestamp::from_millis(row.get(4)?),
         json: Arc::from(json),
     })
-}
-
-/// The columns of a [`LogEntry`], in the order [`log_entry`] reads them.
-pub(crate) const LOG_COLUMNS: &str = "account_id, seq, type, conversation_id, occurred_at, body";
-
-/// Runs a log query, reading `columns` of each event with `map`.
-pub(crate) fn query_log<T>(
-    db: &Connection,
-    account: Uuid,
-    q: &LogQuery,
-    columns: &str,
-    map: impl FnMut(&Row) -> rusqlite::Result<T>,
-) -> R<Vec<T>> {
-    // Left to itself the planner walks the whole log in `seq` order and filters, which is
-    // linear in the log's size. A page by conversation reads that conversation's index in
-    // `seq` order; a page by time reads the time index — in `occurred_at, seq` order, which
-    // is `seq` order (the commit clock never runs backwards) — so either stops at `limit`.
-    let by_time = q.conversation_ids.is_empty() && (q.since.is_some() || q.until.is_some());
-    let index = if !q.conversation_ids.is_empty() {
-        "INDEXED BY events_conversation"
-    } else if by_time {
-        "INDEXED BY events_time"
-    } else {
-        ""
-    };
-    let mut sql = format!(
-        "SELECT {columns} FROM events {index}
-         WHERE account_id = ?1 AND seq > ?2"
-    );
-    let since = q.since.map(Timestamp::millis);
-    let until = q.until.map(Timestamp::millis);
-    let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
-    let limit = q.limit as i64;
-    let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
-    if !q.conversation_ids.is_empty() {
-        sql.push_str(" AND ");
-        sql.push_str(&in_list("conversation_id", q.conversation_ids.len(), args.len() + 1));
-        args.extend(q.conversation_ids.iter().map(|c| c as &dyn ToSql));
-    }
-    if let Some(s) = &since {
-        sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
-        args.push(s);
-    }
-    if let Some(u) = &until {
-        sql.push_str(&format!(" AND occurred_at < ?{}", args.len() + 1));
-        args.push(u);
-    }
-    if !types.is_empty() {
-        sql.push_str(" AND ");
-        sql.push_str(&in_list("type", types.len(), args.len() + 1));
-        args.extend(types.iter().map(|t| t as &dyn ToSql));
-    }
-    let order = if by_time { "occurred_at, seq" } else { "seq" };
-    sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len() + 1));
-    args.push(&limit);
-    let mut stmt = db.prepare_cached(&sql)?;
-    let rows = stmt.query_map(args.as_slice(), map)?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, status, next_attempt_at, created_at, attempts";
@@ -364,7 +306,51 @@ impl<T: HasConn> Reads for T {
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
-        query_log(self.conn(), account, q, LOG_COLUMNS, log_entry)
+        // Left to itself the planner walks the whole log in `seq` order and filters, which is
+        // linear in the log's size. A page by conversation reads that conversation's index in
+        // `seq` order; a page by time reads the time index — in `occurred_at, seq` order, which
+        // is `seq` order (the commit clock never runs backwards) — so either stops at `limit`.
+        let by_time = q.conversation_ids.is_empty() && (q.since.is_some() || q.until.is_some());
+        let index = if !q.conversation_ids.is_empty() {
+            "INDEXED BY events_conversation"
+        } else if by_time {
+            "INDEXED BY events_time"
+        } else {
+            ""
+        };
+        let mut sql = format!(
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events {index}
+             WHERE account_id = ?1 AND seq > ?2"
+        );
+        let since = q.since.map(Timestamp::millis);
+        let until = q.until.map(Timestamp::millis);
+        let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
+        let limit = q.limit as i64;
+        let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
+        if !q.conversation_ids.is_empty() {
+            sql.push_str(" AND ");
+            sql.push_str(&in_list("conversation_id", q.conversation_ids.len(), args.len() + 1));
+            args.extend(q.conversation_ids.iter().map(|c| c as &dyn ToSql));
+        }
+        if let Some(s) = &since {
+            sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
+            args.push(s);
+        }
+        if let Some(u) = &until {
+            sql.push_str(&format!(" AND occurred_at < ?{}", args.len() + 1));
+            args.push(u);
+        }
+        if !types.is_empty() {
+            sql.push_str(" AND ");
+            sql.push_str(&in_list("type", types.len(), args.len() + 1));
+            args.extend(types.iter().map(|t| t as &dyn ToSql));
+        }
+        let order = if by_time { "occurred_at, seq" } else { "seq" };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len() + 1));
+        args.push(&limit);
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map(args.as_slice(), log_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn last_seq(&self, account: Uuid) -> R<i64> {

@@ -8,7 +8,6 @@
 //! blocking thread pool, each read in its own snapshot.
 
 mod conn;
-mod log_page;
 mod schema;
 mod syncer;
 
@@ -19,11 +18,11 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use parley_core::{Timestamp, Uuid};
+use parley_core::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::model::{LogEntry, LogQuery};
+use crate::model::LogEntry;
 use crate::store::{Boxed, ReadFn, WriteFn};
 use crate::{CommitSink, Store, StoreError};
 use conn::{ReadConn, WriteConn};
@@ -163,54 +162,6 @@ impl SqliteStore {
             pool.push(db);
         }
     }
-
-    /// Runs `f` on a pooled read-only connection, in its own snapshot, on the blocking pool.
-    async fn on_reader<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let _slot = self.reader_slots.acquire().await.map_err(|_| StoreError::Unavailable)?;
-        self.start_read(f)?.finish().await
-    }
-
-    /// Starts `f` as [`on_reader`](Self::on_reader) does, for a caller that holds a reader slot
-    /// for it; it runs while the caller starts others.
-    fn start_read<T, F>(&self, f: F) -> Result<RunningRead<'_, T>, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = self.take_reader()?;
-        let task = tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                db.execute_batch("BEGIN")?;
-                let out = catch_unwind(AssertUnwindSafe(|| f(&db)))
-                    .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
-                db.execute_batch("COMMIT")?;
-                out
-            })();
-            (db, result)
-        });
-        Ok(RunningRead { store: self, task })
-    }
-}
-
-/// A read running on a pooled connection; [`finish`](Self::finish) waits for it and returns
-/// the connection to the pool.
-struct RunningRead<'a, T> {
-    store: &'a SqliteStore,
-    task: tokio::task::JoinHandle<(Connection, Result<T, StoreError>)>,
-}
-
-impl<T> RunningRead<'_, T> {
-    async fn finish(self) -> Result<T, StoreError> {
-        let (db, result) = self.task.await.map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
-        if db.is_autocommit() {
-            self.store.give_back(db);
-        }
-        result
-    }
 }
 
 fn writer_loop(
@@ -321,29 +272,24 @@ impl Store for SqliteStore {
     }
 
     async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError> {
-        self.on_reader(move |db| f(&ReadConn(db))).await
-    }
-
-    async fn log_page(&self, account: Uuid, q: LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        if !log_page::shares_out(&q) {
-            return self
-                .on_reader(move |db| conn::query_log(db, account, &q, conn::LOG_COLUMNS, conn::log_entry))
-                .await;
+        let _slot = self.reader_slots.acquire().await.map_err(|_| StoreError::Unavailable)?;
+        let db = self.take_reader()?;
+        let (db, result) = tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                db.execute_batch("BEGIN")?;
+                let out = catch_unwind(AssertUnwindSafe(|| f(&ReadConn(&db))))
+                    .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
+                db.execute_batch("COMMIT")?;
+                out
+            })();
+            (db, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
+        if db.is_autocommit() {
+            self.give_back(db);
         }
-        let seqs = self.on_reader(move |db| log_page::seqs(db, account, &q)).await?;
-        let shares = log_page::shares(seqs, READERS);
-        // All the slots at once: a page holding some while it waits for more could wait forever
-        // on another page doing the same.
-        let _slots = self.reader_slots.acquire_many(shares.len() as u32).await.map_err(|_| StoreError::Unavailable)?;
-        let running = shares
-            .into_iter()
-            .map(|share| self.start_read(move |db| log_page::events_at(db, account, &share)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut page = Vec::new();
-        for share in running {
-            page.extend(share.finish().await?);
-        }
-        Ok(page)
+        result
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
