@@ -4,9 +4,11 @@
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction — each inside its own
 //! savepoint, so a refused command leaves no trace while its neighbours commit — and commits
 //! once: one fsync for the whole batch (group commit), done by the syncer thread while the writer
-//! runs the next batch (`syncer.rs`). Reads use a small pool of read-only connections on the
+//! runs the next batch (`syncer.rs`); a checkpointer thread copies the WAL back into the
+//! database file (`checkpointer.rs`). Reads use a small pool of read-only connections on the
 //! blocking thread pool, each read in its own snapshot.
 
+mod checkpointer;
 mod conn;
 mod schema;
 mod syncer;
@@ -25,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::model::LogEntry;
 use crate::store::{Boxed, ReadFn, WriteFn};
 use crate::{CommitSink, Store, StoreError};
+use checkpointer::{Checkpoints, WalLimits};
 use conn::{ReadConn, WriteConn};
 use syncer::{Committed, Reply};
 
@@ -67,7 +70,7 @@ struct WriteJob {
 pub struct SqliteStore {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
-    /// The writer, then the syncer: joined in that order on close.
+    /// The writer, the syncer and the checkpointer: joined in that order on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
@@ -126,6 +129,12 @@ impl SqliteStore {
                 }
             }
         };
+        let (checkpoints, shared) = Checkpoints::take_over(&db, WalLimits::DEFAULT)?;
+        let checkpointer_db = checkpointer::connect(&config.path)?;
+        let checkpointer = std::thread::Builder::new()
+            .name("parley-sqlite-ckpt".into())
+            .spawn(move || checkpointer::run(checkpointer_db, shared))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer thread: {e}")))?;
         let (committed, batches) = syncer::channel();
         let syncer = std::thread::Builder::new()
             .name("parley-sqlite-sync".into())
@@ -134,12 +143,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer_loop(db, rx, committed, Timestamp::from_millis(last)))
+            .spawn(move || writer_loop(db, rx, committed, checkpoints, Timestamp::from_millis(last)))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             path: config.path,
             queue: Mutex::new(Some(tx)),
-            threads: Mutex::new(vec![writer, syncer]),
+            threads: Mutex::new(vec![writer, syncer, checkpointer]),
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(READERS),
         })
@@ -168,6 +177,7 @@ fn writer_loop(
     db: Connection,
     mut rx: mpsc::Receiver<WriteJob>,
     committed: std::sync::mpsc::SyncSender<Committed>,
+    mut checkpoints: Checkpoints,
     mut clock: Timestamp,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -180,7 +190,9 @@ fn writer_loop(
             }
         }
         clock = clock.max(wall_clock());
+        checkpoints.before_batch(&db);
         if let Some(done) = run_batch(&db, &mut batch, clock) {
+            checkpoints.committed();
             if let Err(std::sync::mpsc::SendError(done)) = committed.send(done) {
                 // Only if the syncer panicked: answer here rather than leave the callers waiting.
                 tracing::error!("the syncer has stopped; a committed batch is answered without its fsync");
