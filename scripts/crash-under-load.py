@@ -14,6 +14,7 @@ BIN = sys.argv[1]
 PORT = 18181
 DATA = "/tmp/crash/d"
 os.makedirs("/tmp/crash", exist_ok=True)
+open("/tmp/crash/server.log", "w").close()  # both starts of the server log here, this run only
 ADMIN = "adm_" + "x" * 40
 shutil.rmtree(DATA, ignore_errors=True)
 

@@ -37,10 +37,10 @@ pub(super) struct WalLimits {
 }
 
 impl WalLimits {
-    /// Chosen with `parley bench ingest` (BENCHMARKS.md): passes of 4,000 pages copy a third
-    /// fewer pages than back-to-back ones; a WAL of up to 50,000 pages (about 200 MiB) starts
-    /// over about once a second at full load, each time stopping the writer for a few
-    /// milliseconds.
+    /// Chosen with `parley bench ingest` (BENCHMARKS.md, `ingest`, step 6): of the pairs tried,
+    /// the best rate with the p99 inside its target. A WAL of up to 50,000 pages (about
+    /// 200 MiB) starts over every one to two seconds at full load, each time stopping the
+    /// writer for a few milliseconds.
     pub const DEFAULT: WalLimits = WalLimits { pass_every: 4_000, start_over_at: 50_000 };
 }
 
@@ -137,12 +137,7 @@ impl Checkpoints {
         let Some(mut state) = self.shared.lock() else { return };
         state.writer_waiting = true;
         state.appended = 0;
-        while state.running {
-            state = match self.shared.changed.wait(state) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        }
+        let Ok(state) = self.shared.changed.wait_while(state, |s| s.running) else { return };
         drop(state);
         let waited = started.elapsed();
         if let Err(e) = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -181,12 +176,10 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
 pub(super) fn run(db: Connection, shared: Arc<Shared>) {
     let Some(mut state) = shared.lock() else { return };
     loop {
-        while !state.stop && (state.writer_waiting || !shared.due(&state)) {
-            state = match shared.changed.wait(state) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        }
+        state = match shared.changed.wait_while(state, |s| !s.stop && (s.writer_waiting || !shared.due(s))) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
         if state.stop {
             break;
         }
