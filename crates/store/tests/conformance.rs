@@ -433,3 +433,82 @@ async fn routing_state_reads_the_same_on_every_backend() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_long_conversation_reads_its_messages_by_any_window() {
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let limits = Arc::new(Limits { tags_per_conversation: 1000, ..Limits::default() });
+        // 300 messages; other events of the conversation between some of them, and a
+        // client_message_id on every tenth.
+        let mut ids = Vec::new();
+        for i in 1..=300i64 {
+            let limits = limits.clone();
+            let sent = store
+                .write(move |tx| {
+                    if i % 7 == 0 {
+                        conversations::change_tags(tx, account, c, &[format!("t{i}")], &[], Actor::system(), &limits)?;
+                    }
+                    let mut new = customer_text(&format!("m{i}"));
+                    new.client_message_id = (i % 10 == 0).then(|| format!("client-{i}"));
+                    messages::send_message(tx, account, c, new, Actor::system(), &limits)
+                })
+                .await
+                .expect("send");
+            assert_eq!(sent.message.seq, i);
+            ids.push(sent.message.id);
+        }
+        let window = |w: parley_store::MessageWindow, limit: usize| {
+            let store = store.clone();
+            async move {
+                let page = store.read(move |r| r.messages(c, w, limit)).await.expect("read");
+                page.iter().map(|m| m.seq).collect::<Vec<i64>>()
+            }
+        };
+        use parley_store::MessageWindow::{After, Before, First};
+        assert_eq!(window(First, 50).await, (1..=50).collect::<Vec<_>>());
+        for n in [0, 1, 63, 64, 65, 100, 128, 129, 250, 290, 299, 300, 400] {
+            let expected: Vec<i64> = (n + 1..=(n + 20).min(300)).collect();
+            assert_eq!(window(After(n), 20).await, expected, "after {n}");
+        }
+        for n in [1, 2, 20, 64, 65, 66, 129, 130, 300, 301, i64::MAX] {
+            let expected: Vec<i64> = ((n.min(301) - 20).max(1)..n.min(301)).collect();
+            assert_eq!(window(Before(n), 20).await, expected, "before {n}");
+        }
+        for i in [0usize, 63, 64, 199, 299] {
+            let id = ids[i];
+            let found = store.read(move |r| r.message(c, id)).await.expect("read").expect("found by id");
+            assert_eq!(
+                (found.seq, found.content.clone()),
+                (i as i64 + 1, customer_text(&format!("m{}", i + 1)).content)
+            );
+        }
+        let (other, sixth) = (Uuid::now_v7(), ids[5]);
+        assert!(store.read(move |r| r.message(other, sixth)).await.expect("read").is_none(), "another conversation");
+        let by_client = store.read(move |r| r.message_by_client_id(c, "client-150")).await.expect("read");
+        assert_eq!(by_client.map(|m| m.seq), Some(150));
+        assert!(store.read(move |r| r.message_by_client_id(c, "client-151")).await.expect("read").is_none());
+        // Sent again with a known client_message_id: the earlier message is answered.
+        let again = store
+            .write(move |tx| {
+                let mut new = customer_text("again");
+                new.client_message_id = Some("client-20".into());
+                messages::send_message(tx, account, c, new, Actor::system(), &Limits::default())
+            })
+            .await
+            .expect("send again");
+        assert_eq!((again.message.seq, again.created), (20, false));
+        let agent = parley_store::ReaderRef { kind: AuthorType::Agent, id: Uuid::now_v7() };
+        assert_eq!(store.read(move |r| r.count_unread(c, agent)).await.expect("count"), 300);
+        for (read, unread) in [(100, 200), (129, 171), (300, 0)] {
+            let mid = ids[read - 1];
+            let state = store
+                .write(move |tx| conversations::mark_read(tx, account, c, agent, Some(mid), Actor::system()))
+                .await
+                .expect("mark read");
+            assert_eq!((state.last_read_seq, state.unread_count), (read as i64, unread));
+        }
+        store.close().await;
+    }
+}

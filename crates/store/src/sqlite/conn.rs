@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::messages;
 use crate::model::{
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
     ReaderRef, ScheduledJob, SdkSession, WebhookSecrets,
@@ -49,6 +50,8 @@ pub(crate) struct WriteConn<'a> {
     pub now: Timestamp,
     /// Events appended so far in this batch, handed to the commit sink after COMMIT.
     pub appended: &'a mut Vec<LogEntry>,
+    /// A message stored by the command, until the event that carries it is appended.
+    pub message: Option<messages::Pending>,
 }
 
 impl HasConn for WriteConn<'_> {
@@ -246,40 +249,15 @@ impl<T: HasConn> Reads for T {
     }
 
     fn message(&self, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
-        one_doc(self.conn(), "SELECT body FROM messages WHERE id = ?1 AND conversation_id = ?2", &[&id, &conversation])
+        messages::by_id(self.conn(), conversation, id)
     }
 
     fn message_by_client_id(&self, conversation: Uuid, client_message_id: &str) -> R<Option<Message>> {
-        one_doc(
-            self.conn(),
-            "SELECT body FROM messages WHERE conversation_id = ?1 AND client_message_id = ?2",
-            &[&conversation, &client_message_id],
-        )
+        messages::by_client_id(self.conn(), conversation, client_message_id)
     }
 
     fn messages(&self, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
-        let limit = limit as i64;
-        match window {
-            MessageWindow::First => docs(
-                self.conn(),
-                "SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq LIMIT ?2",
-                &[&conversation, &limit],
-            ),
-            MessageWindow::After(seq) => docs(
-                self.conn(),
-                "SELECT body FROM messages WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                &[&conversation, &seq, &limit],
-            ),
-            MessageWindow::Before(seq) => {
-                let mut page: Vec<Message> = docs(
-                    self.conn(),
-                    "SELECT body FROM messages WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-                    &[&conversation, &seq, &limit],
-                )?;
-                page.reverse();
-                Ok(page)
-            }
-        }
+        messages::window(self.conn(), conversation, window, limit)
     }
 
     fn read_position(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
@@ -294,15 +272,8 @@ impl<T: HasConn> Reads for T {
     }
 
     fn count_unread(&self, conversation: Uuid, reader: ReaderRef) -> R<i64> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT COUNT(*) FROM messages WHERE conversation_id = ?1
-                 AND seq > COALESCE((SELECT seq FROM read_positions
-                                     WHERE conversation_id = ?1 AND reader_type = ?2 AND reader_id = ?3), 0)
-                 AND NOT (author_type = ?2 AND author_id IS ?3)",
-            )?
-            .query_row(params![conversation, reader.kind.as_str(), reader.id], |r| r.get(0))?)
+        let read = self.read_position(conversation, reader)?;
+        messages::count_unread(self.conn(), conversation, read, reader)
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
@@ -759,30 +730,13 @@ impl Tx for WriteConn<'_> {
         Ok(())
     }
 
-    fn insert_message(&mut self, account: Uuid, m: &Message) -> R<()> {
-        let result = self
-            .db
-            .prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, id, account_id, author_type, author_id, client_message_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                m.conversation_id,
-                m.seq,
-                m.id,
-                account,
-                m.author.author_type.as_str(),
-                m.author.id,
-                m.client_message_id,
-                to_doc(m)?
-            ]);
-        match result {
-            Err(e) if unique_violation(&e) => Err(StoreError::Duplicate {
-                field: "client_message_id",
-                detail: "a message with this client_message_id already exists".into(),
-            }),
-            other => other.map(|_| ()).map_err(Into::into),
+    fn insert_message(&mut self, _account: Uuid, m: &Message) -> R<()> {
+        // Written with the event that carries it (`append`); see `messages.rs`.
+        if self.message.is_some() {
+            return Err(StoreError::Backend("a second message before the first one's event".into()));
         }
+        self.message = Some(messages::Pending::of(m));
+        Ok(())
     }
 
     fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool> {
@@ -804,20 +758,38 @@ impl Tx for WriteConn<'_> {
             .ok_or_else(|| StoreError::not_found("account"))?;
         let event = Event::stamp(draft, Uuid::now_v7(), seq, account, self.now);
         let json: Arc<str> = Arc::from(serde_json::to_string(&event)?);
-        self.db
-            .prepare_cached(
-                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                account,
-                seq,
-                event.id,
-                event.event_type.as_str(),
-                event.occurred_at.millis(),
-                event.conversation_id,
-                &*json
-            ])?;
+        let message = match self.message.take() {
+            Some(m) if m.carried_by(event.event_type, &event.data) => Some(m),
+            other => {
+                self.message = other;
+                None
+            }
+        };
+        let event_type = event.event_type.as_str();
+        let occurred_at = event.occurred_at.millis();
+        let mut row: Vec<&dyn ToSql> =
+            vec![&account, &seq, &event.id, &event_type, &occurred_at, &event.conversation_id, &json];
+        match &message {
+            Some(m) => row.extend(m.columns()),
+            None => row.extend([&rusqlite::types::Null as &dyn ToSql; 5]),
+        }
+        let inserted = self
+            .db
+            .prepare_cached(&format!(
+                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body, {})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                messages::COLUMNS
+            ))?
+            .execute(row.as_slice());
+        match inserted {
+            Err(e) if message.is_some() && unique_violation(&e) => {
+                return Err(StoreError::Duplicate {
+                    field: "client_message_id",
+                    detail: "a message with this client_message_id already exists".into(),
+                })
+            }
+            other => other?,
+        };
         self.appended.push(LogEntry::of(&event, json));
         Ok(event)
     }

@@ -10,6 +10,7 @@
 
 mod checkpointer;
 mod conn;
+mod messages;
 mod schema;
 mod syncer;
 
@@ -259,9 +260,16 @@ fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEn
     };
     step("SAVEPOINT command")?;
     let result = {
-        let mut tx = WriteConn { db, now, appended: &mut *appended };
-        catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
-            .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())))
+        let mut tx = WriteConn { db, now, appended: &mut *appended, message: None };
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())));
+        match (result, tx.message) {
+            // A message lives in its event's row: without the event it would be lost.
+            (Ok(_), Some(_)) => {
+                Err(StoreError::Backend("a message was stored without the event that carries it".into()))
+            }
+            (result, _) => result,
+        }
     };
     if db.is_autocommit() {
         // The database already rolled everything back (see `run_batch`): keep the first error.

@@ -1,0 +1,254 @@
+//! Messages, kept in the log: the embedded store has no table of messages.
+//!
+//! Every message is written with the `message_received` / `message_sent` event that carries it
+//! whole, so the event's row is the message's row. A separate table ordered by conversation put
+//! a second page at a random place in every commit for each message (its conversation's last
+//! page of messages, beside its last page of the log index), with the message's body a second
+//! time. As a log row with a few more columns, `ingest` went from 11,000–12,200 to
+//! 15,200–17,900 messages/s (BENCHMARKS.md, `ingest`, step 7).
+//!
+//! The columns a message adds to its event row (`message_seq`, `message_id`,
+//! `client_message_id`, `author_type`, `author_id`), and how each read finds it:
+//! - a page of a conversation's messages walks `events_conversation` (by conversation, in log
+//!   order, which is message order too) from a mark: `events_message_marks` indexes every
+//!   [`MARK_EVERY`]th message, so a page after or before message `n` starts at most that many
+//!   messages away from it, whatever the conversation's length;
+//! - a message by id or by `client_message_id`: a partial index each (message ids are UUIDv7,
+//!   so the first is appended at its end).
+
+use parley_core::event::EventType;
+use parley_core::message::Message;
+use parley_core::Uuid;
+use rusqlite::types::ToSql;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::{MessageWindow, ReaderRef};
+use crate::StoreError;
+
+type R<T> = Result<T, StoreError>;
+
+/// Every how many messages of a conversation one is indexed as a mark (`events_message_marks`,
+/// whose `WHERE message_seq % 64 = 1` has the same number: marks are messages 1, 65, 129, …).
+pub(super) const MARK_EVERY: i64 = 64;
+
+/// The conversation's account, for the indexes that begin with it.
+const ACCOUNT: &str = "(SELECT account_id FROM conversations WHERE id = ?1)";
+
+/// A message stored by `insert_message`, waiting for the event that carries it.
+#[derive(Debug)]
+pub(super) struct Pending {
+    id: Uuid,
+    seq: i64,
+    client_message_id: Option<String>,
+    author_type: &'static str,
+    author_id: Option<Uuid>,
+}
+
+impl Pending {
+    pub(super) fn of(message: &Message) -> Self {
+        Pending {
+            id: message.id,
+            seq: message.seq,
+            client_message_id: message.client_message_id.clone(),
+            author_type: message.author.author_type.as_str(),
+            author_id: message.author.id,
+        }
+    }
+
+    /// Whether an event of this type and data carries this message.
+    pub(super) fn carried_by(&self, event_type: EventType, data: &Value) -> bool {
+        if !matches!(event_type, EventType::MessageReceived | EventType::MessageSent) {
+            return false;
+        }
+        let id = data.get("message").and_then(|m| m.get("id")).and_then(Value::as_str);
+        id.and_then(|id| id.parse::<Uuid>().ok()) == Some(self.id)
+    }
+
+    /// The event row's message columns, in the order of [`COLUMNS`].
+    pub(super) fn columns(&self) -> [&dyn ToSql; 5] {
+        [&self.seq, &self.id, &self.client_message_id, &self.author_type, &self.author_id]
+    }
+}
+
+/// The event row's message columns, NULL for an event that carries none.
+pub(super) const COLUMNS: &str = "message_seq, message_id, client_message_id, author_type, author_id";
+
+/// The part of a message event that is the message.
+#[derive(Deserialize)]
+struct Carrier {
+    data: CarrierData,
+}
+
+#[derive(Deserialize)]
+struct CarrierData {
+    message: Message,
+}
+
+fn message(row: &Row) -> rusqlite::Result<Message> {
+    let text: String = row.get(0)?;
+    serde_json::from_str::<Carrier>(&text)
+        .map(|c| c.data.message)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn one(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Option<Message>> {
+    Ok(db.prepare_cached(sql)?.query_row(args, message).optional()?)
+}
+
+fn all(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Vec<Message>> {
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, message)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn by_id(db: &Connection, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
+    one(
+        db,
+        "SELECT body FROM events INDEXED BY events_message_id WHERE message_id = ?2 AND conversation_id = ?1",
+        &[&conversation, &id],
+    )
+}
+
+pub(super) fn by_client_id(db: &Connection, conversation: Uuid, client_message_id: &str) -> R<Option<Message>> {
+    one(
+        db,
+        "SELECT body FROM events INDEXED BY events_client_message
+         WHERE conversation_id = ?1 AND client_message_id = ?2",
+        &[&conversation, &client_message_id],
+    )
+}
+
+/// The log position to walk forward from to reach message `?2 + 1`: the last mark at or before
+/// it (0 when there is none).
+fn from_mark_before() -> String {
+    format!(
+        "COALESCE((SELECT seq FROM events INDEXED BY events_message_marks
+                   WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND message_seq % {MARK_EVERY} = 1
+                     AND message_seq <= ?2 + 1
+                   ORDER BY message_seq DESC LIMIT 1), 0)"
+    )
+}
+
+pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
+    let limit = limit as i64;
+    match window {
+        MessageWindow::First => after(db, conversation, 0, limit),
+        MessageWindow::After(seq) => after(db, conversation, seq, limit),
+        MessageWindow::Before(seq) => {
+            // Walked backwards from the first mark at or after message `seq`.
+            let sql = format!(
+                "SELECT body FROM events INDEXED BY events_conversation
+                 WHERE account_id = {ACCOUNT} AND conversation_id = ?1
+                   AND seq <= COALESCE((SELECT seq FROM events INDEXED BY events_message_marks
+                                        WHERE account_id = {ACCOUNT} AND conversation_id = ?1
+                                          AND message_seq % {MARK_EVERY} = 1 AND message_seq >= ?2
+                                        ORDER BY message_seq LIMIT 1), 9223372036854775807)
+                   AND message_seq < ?2
+                 ORDER BY seq DESC LIMIT ?3"
+            );
+            let mut page = all(db, &sql, &[&conversation, &seq, &limit])?;
+            page.reverse();
+            Ok(page)
+        }
+    }
+}
+
+fn after(db: &Connection, conversation: Uuid, seq: i64, limit: i64) -> R<Vec<Message>> {
+    let sql = format!(
+        "SELECT body FROM events INDEXED BY events_conversation
+         WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND seq >= {} AND message_seq > ?2
+         ORDER BY seq LIMIT ?3",
+        from_mark_before()
+    );
+    all(db, &sql, &[&conversation, &seq, &limit])
+}
+
+/// Messages after `read` (a message seq) not written by `reader`.
+pub(super) fn count_unread(db: &Connection, conversation: Uuid, read: i64, reader: ReaderRef) -> R<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM events INDEXED BY events_conversation
+         WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND seq >= {} AND message_seq > ?2
+           AND NOT (author_type = ?3 AND author_id IS ?4)",
+        from_mark_before()
+    );
+    Ok(db
+        .prepare_cached(&sql)?
+        .query_row(params![conversation, read, reader.kind.as_str(), reader.id], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_core::message::{Author, AuthorType, Content, TextContent};
+    use parley_core::Timestamp;
+    use serde_json::json;
+
+    use super::*;
+    use crate::sqlite::schema;
+
+    fn text(conversation: Uuid, seq: i64, client_message_id: Option<&str>) -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            conversation_id: conversation,
+            seq,
+            author: Author { author_type: AuthorType::Customer, id: None, name: None },
+            content: Content::Text(TextContent { text: format!("m{seq}"), actions: vec![], payload: None }),
+            client_message_id: client_message_id.map(str::to_string),
+            created_at: Timestamp::from_millis(seq),
+        }
+    }
+
+    /// A database written before messages moved into the log keeps every message.
+    #[test]
+    fn messages_of_the_old_table_are_read_from_the_log_after_the_migration() {
+        let mut db = Connection::open_in_memory().expect("open");
+        schema::migrate_to(&mut db, schema::VERSION - 1).expect("the schema before");
+        let (account, conversation) = (Uuid::now_v7(), Uuid::now_v7());
+        db.execute(
+            "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)
+             VALUES (?1, ?2, ?3, ?4, 'open', 0, '{}')",
+            params![conversation, account, Uuid::now_v7(), Uuid::now_v7()],
+        )
+        .expect("conversation");
+        let sent = [text(conversation, 1, None), text(conversation, 2, Some("c2")), text(conversation, 3, None)];
+        let mut seq = 0;
+        for m in &sent {
+            seq += 1;
+            let body = json!({"seq": seq, "type": "message_received", "data": {"message": m, "direction": "in"}});
+            db.execute(
+                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
+                 VALUES (?1, ?2, ?3, 'message_received', ?2, ?4, ?5)",
+                params![account, seq, Uuid::now_v7(), conversation, body.to_string()],
+            )
+            .expect("event");
+            db.execute(
+                "INSERT INTO messages (conversation_id, seq, id, account_id, author_type, author_id, client_message_id, body)
+                 VALUES (?1, ?2, ?3, ?4, 'customer', NULL, ?5, ?6)",
+                params![conversation, m.seq, m.id, account, m.client_message_id, serde_json::to_string(m).expect("json")],
+            )
+            .expect("message");
+            seq += 1;
+            db.execute(
+                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
+                 VALUES (?1, ?2, ?3, 'tags_changed', ?2, ?4, '{}')",
+                params![account, seq, Uuid::now_v7(), conversation],
+            )
+            .expect("another event");
+        }
+        schema::migrate(&mut db).expect("migrates");
+
+        let all = window(&db, conversation, MessageWindow::First, 10).expect("read");
+        assert_eq!(all, sent.to_vec());
+        let last = window(&db, conversation, MessageWindow::Before(i64::MAX), 1).expect("read");
+        assert_eq!(last, vec![sent[2].clone()]);
+        assert_eq!(by_id(&db, conversation, sent[1].id).expect("read"), Some(sent[1].clone()));
+        assert_eq!(by_client_id(&db, conversation, "c2").expect("read"), Some(sent[1].clone()));
+        let agent = ReaderRef { kind: AuthorType::Agent, id: Uuid::now_v7() };
+        assert_eq!(count_unread(&db, conversation, 1, agent).expect("count"), 2);
+        let left: i64 = db
+            .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'messages'", [], |r| r.get(0))
+            .expect("schema");
+        assert_eq!(left, 0, "the table of messages is gone");
+    }
+}
