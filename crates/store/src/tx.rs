@@ -149,6 +149,9 @@ pub trait Tx: Reads {
     fn put_trigger(&mut self, account: Uuid, trigger: &Trigger) -> R<()>;
     fn delete_trigger(&mut self, account: Uuid, id: Uuid) -> R<bool>;
     fn insert_trigger_run(&mut self, account: Uuid, trigger: Uuid, conversation: Uuid) -> R<()>;
+    /// Stores a message. The same command must then append the `message_received` or
+    /// `message_sent` event carrying it: the embedded store keeps the message in that event's
+    /// row, and refuses a command that stores a message without it.
     fn insert_message(&mut self, account: Uuid, message: &Message) -> R<()>;
     /// Moves a read position forward (never back); answers whether it moved.
     fn advance_read_position(&mut self, conversation: Uuid, reader: ReaderRef, seq: i64) -> R<bool>;
