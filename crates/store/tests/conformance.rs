@@ -512,3 +512,39 @@ async fn a_long_conversation_reads_its_messages_by_any_window() {
         store.close().await;
     }
 }
+
+/// What a command wrote and then gave up is not seen by the next, and a change committed by
+/// another store on the same database (another process, on SQLite) is seen by this one's writes.
+#[tokio::test]
+async fn writes_read_what_is_committed_not_what_was_undone_or_what_was_seen_before() {
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let tags_seen_by_a_write = |store: Arc<dyn Store>| async move {
+            store
+                .write(move |tx| Ok(tx.conversation(account, c)?.map(|c| c.tags).unwrap_or_default()))
+                .await
+                .expect("read in a write")
+        };
+        let tag = |name: &str| vec![name.to_string()];
+        let given_up = store
+            .write(move |tx| {
+                conversations::change_tags(tx, account, c, &tag("undone"), &[], Actor::system(), &Limits::default())?;
+                Err::<(), _>(StoreError::Backend("the command gives up after writing".into()))
+            })
+            .await;
+        assert!(given_up.is_err());
+        assert!(tags_seen_by_a_write(store.clone()).await.is_empty(), "the undone write is not seen");
+
+        let other = backend.open(quiet());
+        other
+            .write(move |tx| {
+                conversations::change_tags(tx, account, c, &tag("elsewhere"), &[], Actor::system(), &Limits::default())
+            })
+            .await
+            .expect("another store writes");
+        assert_eq!(tags_seen_by_a_write(store.clone()).await, tag("elsewhere"), "the other store's commit is seen");
+        other.close().await;
+        store.close().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! `Reads` and `Tx` over one SQLite connection.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use parley_core::account::{Account, ApiKey};
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cache::{Kept, WriterCache};
 use super::messages;
 use crate::model::{
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
@@ -34,6 +36,11 @@ type R<T> = Result<T, StoreError>;
 /// Anything that lends a connection gets every read.
 pub(crate) trait HasConn {
     fn conn(&self) -> &Connection;
+
+    /// The writer's copies of documents (`cache.rs`); readers have none.
+    fn cache(&self) -> Option<&RefCell<WriterCache>> {
+        None
+    }
 }
 
 pub(crate) struct ReadConn<'a>(pub &'a Connection);
@@ -52,11 +59,16 @@ pub(crate) struct WriteConn<'a> {
     pub appended: &'a mut Vec<LogEntry>,
     /// A message stored by the command, until the event that carries it is appended.
     pub message: Option<messages::Pending>,
+    pub cache: &'a RefCell<WriterCache>,
 }
 
 impl HasConn for WriteConn<'_> {
     fn conn(&self) -> &Connection {
         self.db
+    }
+
+    fn cache(&self) -> Option<&RefCell<WriterCache>> {
+        Some(self.cache)
     }
 }
 
@@ -123,6 +135,21 @@ fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
     })
 }
 
+/// A document by id: from the writer's cache when it holds it, else from its table (and then
+/// kept for next time).
+fn kept_doc<T: Kept>(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<T>> {
+    let cache = on.cache();
+    if let Some(doc) = cache.and_then(|c| c.borrow_mut().get::<T>(account, id)) {
+        return Ok(Some(doc));
+    }
+    let sql = format!("SELECT body FROM {} WHERE id = ?1 AND account_id = ?2", T::TABLE);
+    let found: Option<T> = one_doc(on.conn(), &sql, &[&id, &account])?;
+    if let (Some(cache), Some(doc)) = (cache, &found) {
+        cache.borrow_mut().keep(account, doc);
+    }
+    Ok(found)
+}
+
 fn in_list(column: &str, n: usize, first_param: usize) -> String {
     let marks: Vec<String> = (0..n).map(|i| format!("?{}", first_param + i)).collect();
     format!("{column} IN ({})", marks.join(", "))
@@ -170,7 +197,7 @@ impl<T: HasConn> Reads for T {
     }
 
     fn integration(&self, account: Uuid, id: Uuid) -> R<Option<Integration>> {
-        one_doc(self.conn(), "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+        kept_doc(self, account, id)
     }
 
     fn integration_by_id(&self, id: Uuid) -> R<Option<(Uuid, Integration)>> {
@@ -193,7 +220,7 @@ impl<T: HasConn> Reads for T {
     }
 
     fn customer(&self, account: Uuid, id: Uuid) -> R<Option<Customer>> {
-        one_doc(self.conn(), "SELECT body FROM customers WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+        kept_doc(self, account, id)
     }
 
     fn customer_by_external_id(&self, account: Uuid, external_id: &str) -> R<Option<Customer>> {
@@ -209,7 +236,7 @@ impl<T: HasConn> Reads for T {
     }
 
     fn conversation(&self, account: Uuid, id: Uuid) -> R<Option<Conversation>> {
-        one_doc(self.conn(), "SELECT body FROM conversations WHERE id = ?1 AND account_id = ?2", &[&id, &account])
+        kept_doc(self, account, id)
     }
 
     fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
@@ -556,6 +583,66 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
+impl WriteConn<'_> {
+    fn write_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
+        let status = c.status.as_str();
+        let assignee = c.assignee.map(|a| a.id);
+        let queued_at = c.queued_at.map(Timestamp::millis);
+        let first_response_at = c.first_response_at.map(Timestamp::millis);
+        let tag_list = c.tags.join(" ");
+        let body = to_doc(c)?;
+        let row = params![
+            c.id,
+            account,
+            c.integration_id,
+            c.customer_id,
+            status,
+            assignee,
+            c.group_id,
+            c.priority,
+            queued_at,
+            body,
+            first_response_at,
+            tag_list
+        ];
+        // Most writes (a message) change only the document. SQLite rewrites the entries of every
+        // index whose columns an UPDATE sets, changed or not, so when the indexed columns and the
+        // tags are as stored, only the document is written.
+        let only_body = self
+            .db
+            .prepare_cached(
+                "UPDATE conversations SET body = ?10
+                 WHERE id = ?1 AND account_id = ?2 AND integration_id = ?3 AND customer_id = ?4 AND status = ?5
+                    AND assignee_id IS ?6 AND group_id IS ?7 AND priority = ?8 AND queued_at IS ?9
+                    AND first_response_at IS ?11 AND tag_list = ?12",
+            )?
+            .execute(row)?;
+        if only_body > 0 {
+            return Ok(());
+        }
+        self.db
+            .prepare_cached(
+                "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
+                    priority, queued_at, body, first_response_at, tag_list)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
+                    first_response_at = excluded.first_response_at, assignee_id = excluded.assignee_id,
+                    group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
+                    body = excluded.body, tag_list = excluded.tag_list",
+            )?
+            .execute(row)?;
+        // Tags are few per conversation: replace the set.
+        self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;
+        let mut insert = self
+            .db
+            .prepare_cached("INSERT INTO conversation_tags (conversation_id, account_id, tag) VALUES (?1, ?2, ?3)")?;
+        for tag in &c.tags {
+            insert.execute(params![c.id, account, tag])?;
+        }
+        Ok(())
+    }
+}
+
 impl Tx for WriteConn<'_> {
     fn now(&self) -> Timestamp {
         self.now
@@ -649,11 +736,13 @@ impl Tx for WriteConn<'_> {
     }
 
     fn put_integration(&mut self, account: Uuid, i: &Integration) -> R<()> {
-        self.db.execute(
+        let result = self.db.execute(
             "INSERT INTO integrations (id, account_id, deleted, body) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, body = excluded.body",
             params![i.id, account, i.is_deleted(), to_doc(i)?],
-        )?;
+        );
+        self.cache.borrow_mut().wrote(account, i, result.is_ok());
+        result?;
         Ok(())
     }
 
@@ -663,6 +752,7 @@ impl Tx for WriteConn<'_> {
              ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id, body = excluded.body",
             params![c.id, account, c.external_id, to_doc(c)?],
         );
+        self.cache.borrow_mut().wrote(account, c, result.is_ok());
         match result {
             Err(e) if unique_violation(&e) => Err(StoreError::Duplicate {
                 field: "external_id",
@@ -673,61 +763,9 @@ impl Tx for WriteConn<'_> {
     }
 
     fn put_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
-        let status = c.status.as_str();
-        let assignee = c.assignee.map(|a| a.id);
-        let queued_at = c.queued_at.map(Timestamp::millis);
-        let first_response_at = c.first_response_at.map(Timestamp::millis);
-        let tag_list = c.tags.join(" ");
-        let body = to_doc(c)?;
-        let row = params![
-            c.id,
-            account,
-            c.integration_id,
-            c.customer_id,
-            status,
-            assignee,
-            c.group_id,
-            c.priority,
-            queued_at,
-            body,
-            first_response_at,
-            tag_list
-        ];
-        // Most writes (a message) change only the document. SQLite rewrites the entries of every
-        // index whose columns an UPDATE sets, changed or not, so when the indexed columns and the
-        // tags are as stored, only the document is written.
-        let only_body = self
-            .db
-            .prepare_cached(
-                "UPDATE conversations SET body = ?10
-                 WHERE id = ?1 AND account_id = ?2 AND integration_id = ?3 AND customer_id = ?4 AND status = ?5
-                    AND assignee_id IS ?6 AND group_id IS ?7 AND priority = ?8 AND queued_at IS ?9
-                    AND first_response_at IS ?11 AND tag_list = ?12",
-            )?
-            .execute(row)?;
-        if only_body > 0 {
-            return Ok(());
-        }
-        self.db
-            .prepare_cached(
-                "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
-                    priority, queued_at, body, first_response_at, tag_list)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
-                    first_response_at = excluded.first_response_at, assignee_id = excluded.assignee_id,
-                    group_id = excluded.group_id, priority = excluded.priority, queued_at = excluded.queued_at,
-                    body = excluded.body, tag_list = excluded.tag_list",
-            )?
-            .execute(row)?;
-        // Tags are few per conversation: replace the set.
-        self.db.prepare_cached("DELETE FROM conversation_tags WHERE conversation_id = ?1")?.execute([c.id])?;
-        let mut insert = self
-            .db
-            .prepare_cached("INSERT INTO conversation_tags (conversation_id, account_id, tag) VALUES (?1, ?2, ?3)")?;
-        for tag in &c.tags {
-            insert.execute(params![c.id, account, tag])?;
-        }
-        Ok(())
+        let result = self.write_conversation(account, c);
+        self.cache.borrow_mut().wrote(account, c, result.is_ok());
+        result
     }
 
     fn insert_message(&mut self, _account: Uuid, m: &Message) -> R<()> {

@@ -8,12 +8,14 @@
 //! database file (`checkpointer.rs`). Reads use a small pool of read-only connections on the
 //! blocking thread pool, each read in its own snapshot.
 
+mod cache;
 mod checkpointer;
 mod conn;
 mod messages;
 mod schema;
 mod syncer;
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::model::LogEntry;
 use crate::store::{Boxed, ReadFn, WriteFn};
 use crate::{CommitSink, Store, StoreError};
+use cache::WriterCache;
 use checkpointer::{Checkpoints, WalLimits};
 use conn::{ReadConn, WriteConn};
 use syncer::{Committed, Reply};
@@ -182,6 +185,7 @@ fn writer_loop(
     mut clock: Timestamp,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let cache = RefCell::new(WriterCache::default());
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -192,7 +196,8 @@ fn writer_loop(
         }
         clock = clock.max(wall_clock());
         checkpoints.before_batch(&db);
-        if let Some(done) = run_batch(&db, &mut batch, clock) {
+        cache.borrow_mut().check(&db);
+        if let Some(done) = run_batch(&db, &mut batch, clock, &cache) {
             checkpoints.committed();
             if let Err(std::sync::mpsc::SendError(done)) = committed.send(done) {
                 // Only if the syncer panicked: answer here rather than leave the callers waiting.
@@ -208,7 +213,12 @@ fn writer_loop(
 
 /// Runs a batch in one transaction. A committed batch is returned for the syncer to answer;
 /// a refused one is answered here.
-fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Option<Committed> {
+fn run_batch(
+    db: &Connection,
+    batch: &mut Vec<WriteJob>,
+    now: Timestamp,
+    cache: &RefCell<WriterCache>,
+) -> Option<Committed> {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         syncer::refuse(batch.drain(..).map(|job| (job.reply, ())).collect(), &e.to_string());
         return None;
@@ -225,7 +235,7 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
             continue;
         }
         let mark = appended.len();
-        let result = run_one(db, job.f, now, &mut appended);
+        let result = run_one(db, job.f, now, &mut appended, cache);
         if result.is_err() {
             appended.truncate(mark);
         }
@@ -237,6 +247,7 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
         outcomes.push((job.reply, result));
     }
     if let Some(reason) = lost {
+        cache.borrow_mut().clear();
         syncer::refuse(outcomes, &reason);
         return None;
     }
@@ -244,6 +255,7 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
         Ok(()) => Some(Committed { appended, outcomes }),
         Err(e) => {
             let _ = db.execute_batch("ROLLBACK");
+            cache.borrow_mut().clear();
             tracing::error!(error = %e, "commit failed; the whole batch is refused");
             syncer::refuse(outcomes, &format!("commit failed: {e}"));
             None
@@ -252,7 +264,13 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp) -> Opti
 }
 
 /// Runs one command inside a savepoint; a refusal (or a panic) rolls back only this command.
-fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEntry>) -> Result<Boxed, StoreError> {
+fn run_one(
+    db: &Connection,
+    f: WriteFn,
+    now: Timestamp,
+    appended: &mut Vec<LogEntry>,
+    cache: &RefCell<WriterCache>,
+) -> Result<Boxed, StoreError> {
     // Prepared once: these run around every command.
     let step = |sql: &str| -> Result<(), StoreError> {
         db.prepare_cached(sql)?.execute([])?;
@@ -260,7 +278,7 @@ fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEn
     };
     step("SAVEPOINT command")?;
     let result = {
-        let mut tx = WriteConn { db, now, appended: &mut *appended, message: None };
+        let mut tx = WriteConn { db, now, appended: &mut *appended, message: None, cache };
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
             .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())));
         match (result, tx.message) {
@@ -273,9 +291,12 @@ fn run_one(db: &Connection, f: WriteFn, now: Timestamp, appended: &mut Vec<LogEn
     };
     if db.is_autocommit() {
         // The database already rolled everything back (see `run_batch`): keep the first error.
+        cache.borrow_mut().clear();
         return result;
     }
     if result.is_err() {
+        // What the command wrote is undone, and so must be what the cache kept of it.
+        cache.borrow_mut().clear();
         step("ROLLBACK TO command")?;
     }
     step("RELEASE command")?;

@@ -1,0 +1,116 @@
+//! The writer's copies of the documents nearly every command loads: conversations, customers
+//! and integrations.
+//!
+//! A message loads its conversation, the conversation's integration and its customer, each a
+//! statement and a JSON parse on the one writer thread (a fifth of its time under `ingest`).
+//! While the server runs, its writer is the connection that changes the file, so it can keep
+//! what it read or wrote, as long as:
+//! - a document is kept after its row was written, and forgotten when the write failed (it may
+//!   have gone part of the way);
+//! - anything a command wrote can be undone: when a command or a batch is rolled back, the whole
+//!   cache is dropped;
+//! - another process (the `parley` CLI on the same file) may commit: `PRAGMA data_version`,
+//!   checked before each batch, moves then, and the cache is dropped.
+//!
+//! Conformance: `writes_read_what_is_committed_not_what_was_undone_or_what_was_seen_before`.
+
+use std::collections::HashMap;
+
+use parley_core::conversation::Conversation;
+use parley_core::customer::Customer;
+use parley_core::integration::Integration;
+use parley_core::Uuid;
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+
+/// Past this many documents of one kind, that kind starts over empty: a bound on memory that
+/// costs one reload of each document still in use.
+const MAX_ENTRIES: usize = 16_384;
+
+/// One kind of document by id, each with its account.
+pub(crate) struct Docs<T>(HashMap<Uuid, (Uuid, T)>);
+
+impl<T> Default for Docs<T> {
+    fn default() -> Self {
+        Docs(HashMap::new())
+    }
+}
+
+/// A kind of document the writer keeps: its table, and where in the cache it goes.
+pub(crate) trait Kept: Clone + DeserializeOwned {
+    const TABLE: &'static str;
+    fn id(&self) -> Uuid;
+    fn docs(cache: &mut WriterCache) -> &mut Docs<Self>;
+}
+
+macro_rules! kept {
+    ($($doc:ty => $table:literal in $field:ident),* $(,)?) => {$(
+        impl Kept for $doc {
+            const TABLE: &'static str = $table;
+            fn id(&self) -> Uuid {
+                self.id
+            }
+            fn docs(cache: &mut WriterCache) -> &mut Docs<Self> {
+                &mut cache.$field
+            }
+        }
+    )*};
+}
+
+kept! {
+    Conversation => "conversations" in conversations,
+    Customer => "customers" in customers,
+    Integration => "integrations" in integrations,
+}
+
+#[derive(Default)]
+pub(crate) struct WriterCache {
+    conversations: Docs<Conversation>,
+    customers: Docs<Customer>,
+    integrations: Docs<Integration>,
+    /// `PRAGMA data_version` when the cache was last known to match the file.
+    data_version: Option<i64>,
+}
+
+impl WriterCache {
+    pub(crate) fn clear(&mut self) {
+        self.conversations.0.clear();
+        self.customers.0.clear();
+        self.integrations.0.clear();
+    }
+
+    /// Before a batch: drops everything if another connection committed since the last batch.
+    pub(crate) fn check(&mut self, db: &Connection) {
+        let version = db.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
+        if version.is_none() || version != self.data_version {
+            self.clear();
+        }
+        self.data_version = version;
+    }
+
+    pub(crate) fn get<T: Kept>(&mut self, account: Uuid, id: Uuid) -> Option<T> {
+        match T::docs(self).0.get(&id) {
+            Some((owner, doc)) if *owner == account => Some(doc.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a document just read from the file, or just written to it.
+    pub(crate) fn keep<T: Kept>(&mut self, account: Uuid, doc: &T) {
+        let docs = &mut T::docs(self).0;
+        if docs.len() >= MAX_ENTRIES && !docs.contains_key(&doc.id()) {
+            docs.clear();
+        }
+        docs.insert(doc.id(), (account, doc.clone()));
+    }
+
+    /// After the writer wrote `doc`: kept when the write went through, forgotten when it failed
+    /// (it may have gone part of the way).
+    pub(crate) fn wrote<T: Kept>(&mut self, account: Uuid, doc: &T, ok: bool) {
+        if ok {
+            self.keep(account, doc);
+        } else {
+            T::docs(self).0.remove(&doc.id());
+        }
+    }
+}
