@@ -36,9 +36,10 @@ impl<T> Default for Docs<T> {
     }
 }
 
-/// A kind of document the writer keeps: its table, and where in the cache it goes.
+/// A kind of document the writer keeps: how it is read by id, and where in the cache it goes.
 pub(crate) trait Kept: Clone + DeserializeOwned {
-    const TABLE: &'static str;
+    /// The body by id (`?1`) and account (`?2`).
+    const SELECT: &'static str;
     fn id(&self) -> Uuid;
     fn docs(cache: &mut WriterCache) -> &mut Docs<Self>;
 }
@@ -46,7 +47,7 @@ pub(crate) trait Kept: Clone + DeserializeOwned {
 macro_rules! kept {
     ($($doc:ty => $table:literal in $field:ident),* $(,)?) => {$(
         impl Kept for $doc {
-            const TABLE: &'static str = $table;
+            const SELECT: &'static str = concat!("SELECT body FROM ", $table, " WHERE id = ?1 AND account_id = ?2");
             fn id(&self) -> Uuid {
                 self.id
             }
@@ -81,7 +82,8 @@ impl WriterCache {
 
     /// Before a batch: drops everything if another connection committed since the last batch.
     pub(crate) fn check(&mut self, db: &Connection) {
-        let version = db.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
+        let version =
+            db.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0))).ok();
         if version.is_none() || version != self.data_version {
             self.clear();
         }

@@ -142,8 +142,7 @@ fn kept_doc<T: Kept>(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<T>>
     if let Some(doc) = cache.and_then(|c| c.borrow_mut().get::<T>(account, id)) {
         return Ok(Some(doc));
     }
-    let sql = format!("SELECT body FROM {} WHERE id = ?1 AND account_id = ?2", T::TABLE);
-    let found: Option<T> = one_doc(on.conn(), &sql, &[&id, &account])?;
+    let found: Option<T> = one_doc(on.conn(), T::SELECT, &[&id, &account])?;
     if let (Some(cache), Some(doc)) = (cache, &found) {
         cache.borrow_mut().keep(account, doc);
     }
@@ -803,22 +802,25 @@ impl Tx for WriteConn<'_> {
                 None
             }
         };
-        let event_type = event.event_type.as_str();
-        let occurred_at = event.occurred_at.millis();
-        let mut row: Vec<&dyn ToSql> =
-            vec![&account, &seq, &event.id, &event_type, &occurred_at, &event.conversation_id, &json];
-        match &message {
-            Some(m) => row.extend(m.columns()),
-            None => row.extend([&rusqlite::types::Null as &dyn ToSql; 5]),
-        }
-        let inserted = self
-            .db
-            .prepare_cached(&format!(
-                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body, {})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                messages::COLUMNS
-            ))?
-            .execute(row.as_slice());
+        let null = rusqlite::types::Null;
+        let [message_seq, message_id, client_message_id, author_type, author_id] = match &message {
+            Some(m) => m.columns(),
+            None => [&null as &dyn ToSql; 5],
+        };
+        let inserted = self.db.prepare_cached(messages::INSERT_EVENT)?.execute(params![
+            account,
+            seq,
+            event.id,
+            event.event_type.as_str(),
+            event.occurred_at.millis(),
+            event.conversation_id,
+            json,
+            message_seq,
+            message_id,
+            client_message_id,
+            author_type,
+            author_id
+        ]);
         match inserted {
             Err(e) if message.is_some() && unique_violation(&e) => {
                 return Err(StoreError::Duplicate {

@@ -10,9 +10,9 @@
 //! The columns a message adds to its event row (`message_seq`, `message_id`,
 //! `client_message_id`, `author_type`, `author_id`), and how each read finds it:
 //! - a page of a conversation's messages walks `events_conversation` (by conversation, in log
-//!   order, which is message order too) from a mark: `events_message_marks` indexes every
-//!   [`MARK_EVERY`]th message, so a page after or before message `n` starts at most that many
-//!   messages away from it, whatever the conversation's length;
+//!   order, which is message order too) from a mark: `events_message_marks` indexes every 64th
+//!   message, so a page after or before message `n` starts at most 64 messages away from it,
+//!   whatever the conversation's length;
 //! - a message by id or by `client_message_id`: a partial index each (message ids are UUIDv7,
 //!   so the first is appended at its end).
 
@@ -29,12 +29,75 @@ use crate::StoreError;
 
 type R<T> = Result<T, StoreError>;
 
-/// Every how many messages of a conversation one is indexed as a mark (`events_message_marks`,
-/// whose `WHERE message_seq % 64 = 1` has the same number: marks are messages 1, 65, 129, …).
-pub(super) const MARK_EVERY: i64 = 64;
+// The statements are literals put together at compile time: the message paths run often, and
+// `prepare_cached` then finds each without a string built per call.
 
-/// The conversation's account, for the indexes that begin with it.
-const ACCOUNT: &str = "(SELECT account_id FROM conversations WHERE id = ?1)";
+/// The conversation's (`?1`) account, for the indexes that begin with it.
+macro_rules! account {
+    () => {
+        "(SELECT account_id FROM conversations WHERE id = ?1)"
+    };
+}
+
+/// A mark: the condition of `events_message_marks` (marks are messages 1, 65, 129, …), word
+/// for word, as the planner needs it to use that partial index.
+macro_rules! mark {
+    () => {
+        "message_seq % 64 = 1"
+    };
+}
+
+/// The log position to walk forward from to reach message `?2 + 1`: the last mark at or before
+/// it (0 when there is none).
+macro_rules! from_mark_before {
+    () => {
+        concat!(
+            "COALESCE((SELECT seq FROM events INDEXED BY events_message_marks WHERE account_id = ",
+            account!(),
+            " AND conversation_id = ?1 AND ",
+            mark!(),
+            " AND message_seq <= ?2 + 1 ORDER BY message_seq DESC LIMIT 1), 0)"
+        )
+    };
+}
+
+/// Messages after `?2`, the first `?3` of them.
+const AFTER: &str = concat!(
+    "SELECT body FROM events INDEXED BY events_conversation WHERE account_id = ",
+    account!(),
+    " AND conversation_id = ?1 AND seq >= ",
+    from_mark_before!(),
+    " AND message_seq > ?2 ORDER BY seq LIMIT ?3"
+);
+
+/// Messages before `?2`, the last `?3` of them (newest first), walked backwards from the first
+/// mark at or after message `?2`.
+const BEFORE: &str = concat!(
+    "SELECT body FROM events INDEXED BY events_conversation WHERE account_id = ",
+    account!(),
+    " AND conversation_id = ?1 AND seq <= COALESCE((SELECT seq FROM events INDEXED BY events_message_marks",
+    " WHERE account_id = ",
+    account!(),
+    " AND conversation_id = ?1 AND ",
+    mark!(),
+    " AND message_seq >= ?2 ORDER BY message_seq LIMIT 1), 9223372036854775807)",
+    " AND message_seq < ?2 ORDER BY seq DESC LIMIT ?3"
+);
+
+/// Messages after `?2` not written by the reader (`?3`, `?4`).
+const UNREAD: &str = concat!(
+    "SELECT COUNT(*) FROM events INDEXED BY events_conversation WHERE account_id = ",
+    account!(),
+    " AND conversation_id = ?1 AND seq >= ",
+    from_mark_before!(),
+    " AND message_seq > ?2 AND NOT (author_type = ?3 AND author_id IS ?4)"
+);
+
+/// An event's row, with the message's columns last (NULL for an event that carries none).
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
+        message_seq, message_id, client_message_id, author_type, author_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// A message stored by `insert_message`, waiting for the event that carries it.
 #[derive(Debug)]
@@ -66,14 +129,11 @@ impl Pending {
         id.and_then(|id| id.parse::<Uuid>().ok()) == Some(self.id)
     }
 
-    /// The event row's message columns, in the order of [`COLUMNS`].
+    /// The event row's message columns, in the order of [`INSERT_EVENT`].
     pub(super) fn columns(&self) -> [&dyn ToSql; 5] {
         [&self.seq, &self.id, &self.client_message_id, &self.author_type, &self.author_id]
     }
 }
-
-/// The event row's message columns, NULL for an event that carries none.
-pub(super) const COLUMNS: &str = "message_seq, message_id, client_message_id, author_type, author_id";
 
 /// The part of a message event that is the message.
 #[derive(Deserialize)]
@@ -120,61 +180,23 @@ pub(super) fn by_client_id(db: &Connection, conversation: Uuid, client_message_i
     )
 }
 
-/// The log position to walk forward from to reach message `?2 + 1`: the last mark at or before
-/// it (0 when there is none).
-fn from_mark_before() -> String {
-    format!(
-        "COALESCE((SELECT seq FROM events INDEXED BY events_message_marks
-                   WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND message_seq % {MARK_EVERY} = 1
-                     AND message_seq <= ?2 + 1
-                   ORDER BY message_seq DESC LIMIT 1), 0)"
-    )
-}
-
 pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
     let limit = limit as i64;
     match window {
-        MessageWindow::First => after(db, conversation, 0, limit),
-        MessageWindow::After(seq) => after(db, conversation, seq, limit),
+        MessageWindow::First => all(db, AFTER, &[&conversation, &0i64, &limit]),
+        MessageWindow::After(seq) => all(db, AFTER, &[&conversation, &seq, &limit]),
         MessageWindow::Before(seq) => {
-            // Walked backwards from the first mark at or after message `seq`.
-            let sql = format!(
-                "SELECT body FROM events INDEXED BY events_conversation
-                 WHERE account_id = {ACCOUNT} AND conversation_id = ?1
-                   AND seq <= COALESCE((SELECT seq FROM events INDEXED BY events_message_marks
-                                        WHERE account_id = {ACCOUNT} AND conversation_id = ?1
-                                          AND message_seq % {MARK_EVERY} = 1 AND message_seq >= ?2
-                                        ORDER BY message_seq LIMIT 1), 9223372036854775807)
-                   AND message_seq < ?2
-                 ORDER BY seq DESC LIMIT ?3"
-            );
-            let mut page = all(db, &sql, &[&conversation, &seq, &limit])?;
+            let mut page = all(db, BEFORE, &[&conversation, &seq, &limit])?;
             page.reverse();
             Ok(page)
         }
     }
 }
 
-fn after(db: &Connection, conversation: Uuid, seq: i64, limit: i64) -> R<Vec<Message>> {
-    let sql = format!(
-        "SELECT body FROM events INDEXED BY events_conversation
-         WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND seq >= {} AND message_seq > ?2
-         ORDER BY seq LIMIT ?3",
-        from_mark_before()
-    );
-    all(db, &sql, &[&conversation, &seq, &limit])
-}
-
 /// Messages after `read` (a message seq) not written by `reader`.
 pub(super) fn count_unread(db: &Connection, conversation: Uuid, read: i64, reader: ReaderRef) -> R<i64> {
-    let sql = format!(
-        "SELECT COUNT(*) FROM events INDEXED BY events_conversation
-         WHERE account_id = {ACCOUNT} AND conversation_id = ?1 AND seq >= {} AND message_seq > ?2
-           AND NOT (author_type = ?3 AND author_id IS ?4)",
-        from_mark_before()
-    );
     Ok(db
-        .prepare_cached(&sql)?
+        .prepare_cached(UNREAD)?
         .query_row(params![conversation, read, reader.kind.as_str(), reader.id], |r| r.get(0))?)
 }
 

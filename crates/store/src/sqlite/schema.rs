@@ -249,8 +249,8 @@ CREATE INDEX conversations_queue_position
 ALTER TABLE conversations ADD COLUMN tag_list TEXT;
 "#,
     // Messages move into the rows of the events that carry them (`sqlite/messages.rs`): one
-    // place per message in each commit instead of two. `events_message_marks` must keep the
-    // modulus of `messages::MARK_EVERY`.
+    // place per message in each commit instead of two. `events_message_marks`' condition is
+    // `messages::mark!()`, word for word.
     r#"
 ALTER TABLE events ADD COLUMN message_seq INTEGER;
 ALTER TABLE events ADD COLUMN message_id BLOB;
