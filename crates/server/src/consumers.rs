@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_core::event::EventType;
 use parley_core::Uuid;
 use parley_store::{LogEntry, LogQuery, Store, StoreError, StoreExt, Tx};
 use tokio::sync::{watch, Notify};
@@ -22,6 +23,11 @@ pub trait Handler: Send + Sync + 'static {
     /// the end of the log, without reading it).
     fn idle(&self, _tx: &dyn Tx, _account: Uuid) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// The event types the handler acts on (empty: every type). The others are passed over
+    /// without being read out of the log; the cursor moves past them all the same.
+    fn wants(&self) -> &'static [EventType] {
+        &[]
     }
     /// Applies the effects of a batch of one account's events inside the consumer's transaction.
     fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError>;
@@ -115,20 +121,28 @@ impl Runner {
                     return Ok((false, 0));
                 }
                 let after = tx.cursor(name, account)?;
-                if handler.idle(tx, account)? {
-                    let end = tx.last_seq(account)?;
-                    if end > after {
-                        tx.advance_cursor(name, account, end)?;
-                    }
+                // Every event up to `end` has committed (an account's events commit in `seq` order).
+                let end = tx.last_seq(account)?;
+                if end <= after {
                     return Ok((true, 0));
                 }
-                let batch = tx.log(account, &LogQuery { after, limit: BATCH, ..LogQuery::default() })?;
+                if handler.idle(tx, account)? {
+                    tx.advance_cursor(name, account, end)?;
+                    return Ok((true, 0));
+                }
+                let wanted = LogQuery { after, limit: BATCH, types: handler.wants().to_vec(), ..LogQuery::default() };
+                let batch = tx.log(account, &wanted)?;
                 if !batch.is_empty() {
                     handler.handle(tx, account, &batch)?;
                 }
-                if let Some(last) = batch.last() {
-                    tx.advance_cursor(name, account, last.seq)?;
-                }
+                // A short batch holds every wanted event up to `end` (and past it, if more committed
+                // since it was read); a full one may not.
+                let reached = match batch.last() {
+                    Some(last) if batch.len() == BATCH => last.seq,
+                    Some(last) => last.seq.max(end),
+                    None => end,
+                };
+                tx.advance_cursor(name, account, reached)?;
                 Ok((true, batch.len()))
             })
             .await

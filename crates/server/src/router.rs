@@ -18,17 +18,18 @@ use crate::consumers::{Handler, Runner};
 use crate::hub::Hub;
 
 /// Events after which the queue may move.
+const QUEUE_MOVERS: &[EventType] = &[
+    EventType::ConversationQueued,
+    EventType::ConversationClosed,
+    EventType::ConversationBlocked,
+    EventType::ConversationTransferred,
+    EventType::ConversationOfferWithdrawn,
+    EventType::AgentLeft,
+    EventType::AgentStatusChanged,
+];
+
 pub fn moves_queue(entry: &LogEntry) -> bool {
-    matches!(
-        entry.event_type,
-        EventType::ConversationQueued
-            | EventType::ConversationClosed
-            | EventType::ConversationBlocked
-            | EventType::ConversationTransferred
-            | EventType::ConversationOfferWithdrawn
-            | EventType::AgentLeft
-            | EventType::AgentStatusChanged
-    )
+    QUEUE_MOVERS.contains(&entry.event_type)
 }
 
 struct Router {
@@ -38,6 +39,10 @@ struct Router {
 impl Handler for Router {
     fn name(&self) -> &'static str {
         "router"
+    }
+
+    fn wants(&self) -> &'static [EventType] {
+        QUEUE_MOVERS
     }
 
     fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError> {

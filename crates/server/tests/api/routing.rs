@@ -307,6 +307,35 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn the_router_finds_its_events_among_many_it_passes_over() {
+        // The router reads only the events that can move the queue; the hundreds of messages
+        // between them (more than one of its batches) are passed over without being read.
+        let srv = TestServer::start().await;
+        let team = Team::new(&srv, "auto_accept", 1, 5).await;
+        team.presence(0, "online").await;
+        team.presence(0, "away").await;
+        let waiting = team.request(0).await;
+        let chatty = team.request(1).await;
+        for n in 0..260 {
+            let (s, m) = team.scene.customer_says(&chatty, &format!("still there? {n}")).await;
+            assert_eq!(s, StatusCode::CREATED, "{m}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(team.queue().await["queue_size"], 2, "away agents get nothing new");
+
+        team.presence(0, "online").await;
+        eventually("the queue to drain", || async { (team.queue().await["queue_size"] == 0).then_some(()) }).await;
+        let me = Some(team.agents[0].0.clone());
+        assert_eq!(team.assignee(&waiting).await, me, "the first in the queue");
+        assert_eq!(team.assignee(&chatty).await, me);
+
+        // Routing goes on from where the router stopped: a new request is taken at once.
+        let next = team.request(2).await;
+        eventually("the next request to be assigned", || async { team.assignee(&next).await.map(|_| ()) }).await;
+    }
+}
+
+on_both_backends! {
     async fn a_transfer_is_not_an_assignment_and_requeues_without_initial_routing() {
         let srv = TestServer::start().await;
         let team = Team::new(&srv, "auto_accept", 1, 5).await;
