@@ -49,33 +49,72 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.millisecond()
-            ),
-            // Only reachable for values no clock produces; keep the output parseable anyway.
-            Err(_) => "9999-12-31T23:59:59.999Z".to_string(),
-        }
+        self.text().as_str().to_owned()
+    }
+
+    /// The RFC 3339 text without a heap allocation or a formatter: every event written and read
+    /// carries several timestamps, and `format!` of the parts was a few percent of the writer's
+    /// time. Instants outside the years 0000–9999 (which no clock produces) are written as the
+    /// nearest end of that range, so the output always parses.
+    fn text(self) -> Rfc3339Text {
+        const MS_PER_DAY: i64 = 86_400_000;
+        const FIRST: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+        const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let ms = self.0.clamp(FIRST, LAST);
+        let (year, month, day) = civil_from_days(ms.div_euclid(MS_PER_DAY));
+        let of_day = ms.rem_euclid(MS_PER_DAY);
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, digits: usize, value: i64| {
+            let mut v = value;
+            for i in (at..at + digits).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3_600_000);
+        put(14, 2, of_day / 60_000 % 60);
+        put(17, 2, of_day / 1000 % 60);
+        put(20, 3, of_day % 1000);
+        Rfc3339Text(out)
+    }
+}
+
+/// (year, month, day) of the day `days` after 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, always ASCII.
+struct Rfc3339Text([u8; 24]);
+
+impl Rfc3339Text {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("9999-12-31T23:59:59.999Z")
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        f.write_str(self.text().as_str())
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        s.serialize_str(self.text().as_str())
     }
 }
 
@@ -110,6 +149,47 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2025-05-23T16:03:07.123456+02:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2025-05-23T14:03:07.123Z");
         assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn formats_as_the_calendar_does_across_the_range() {
+        // Against the `time` crate's calendar: leap days, century rules, before 1970.
+        let reference = |ms: i64| {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            )
+        };
+        let fixed = [
+            -62_167_219_200_000, // 0000-01-01
+            -2_208_988_800_001,  // 1899-12-31T23:59:59.999
+            -1,
+            951_782_400_000,   // 2000-02-29
+            4_107_542_400_000, // 2100-03-01
+            253_402_300_799_999,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let spread = (0..20_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 315_569_520_000_000) as i64 - 62_167_219_200_000
+        });
+        for ms in fixed.into_iter().chain(spread) {
+            assert_eq!(Timestamp::from_millis(ms).to_rfc3339(), reference(ms), "{ms}");
+        }
+        assert_eq!(Timestamp::from_millis(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::from_millis(i64::MIN).to_rfc3339(), "0000-01-01T00:00:00.000Z");
+        let shown = format!("{}", Timestamp::from_millis(951_782_400_123));
+        assert_eq!(shown, "2000-02-29T00:00:00.123Z");
+        assert_eq!(serde_json::to_string(&Timestamp::from_millis(0)).unwrap(), "\"1970-01-01T00:00:00.000Z\"");
     }
 
     #[test]
