@@ -12,8 +12,27 @@ use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::ws::SocketConfig;
 
+/// What handlers share, behind one pointer: axum clones the state for every request (and again
+/// for each middleware and extractor that takes it), and one reference count costs less than a
+/// dozen.
 #[derive(Clone)]
-pub struct ApiContext {
+pub struct ApiContext(Arc<Services>);
+
+impl ApiContext {
+    pub fn new(services: Services) -> ApiContext {
+        ApiContext(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for ApiContext {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub keys: Arc<KeyCache>,

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{hash_secret, new_secret, KeyCache, ADMIN_TOKEN_PREFIX};
 use crate::config::Config;
-use crate::context::ApiContext;
+use crate::context::{ApiContext, Services};
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
@@ -158,7 +158,7 @@ impl RunningServer {
             shutdown_rx.clone(),
         );
         let (router, openapi) = routes::api().finish();
-        let ctx = ApiContext {
+        let ctx = ApiContext::new(Services {
             store: store.clone(),
             hub,
             keys: Arc::new(KeyCache::default()),
@@ -172,7 +172,7 @@ impl RunningServer {
             presence,
             sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
             webhooks,
-        };
+        });
         if config.audit_consumer {
             let runner = crate::consumers::Runner {
                 store: store.clone(),
