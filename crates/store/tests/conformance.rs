@@ -8,7 +8,7 @@ use parley_core::account::Role;
 use parley_core::agent::NewAgent;
 use parley_core::conversation::Status;
 use parley_core::customer::CustomerRef;
-use parley_core::event::Actor;
+use parley_core::event::{Actor, EventDraft, EventType};
 use parley_core::integration::{ChannelType, NewIntegration};
 use parley_core::limits::Limits;
 use parley_core::message::{Author, AuthorType, Content, TextContent};
@@ -545,6 +545,58 @@ async fn writes_read_what_is_committed_not_what_was_undone_or_what_was_seen_befo
             .expect("another store writes");
         assert_eq!(tags_seen_by_a_write(store.clone()).await, tag("elsewhere"), "the other store's commit is seen");
         other.close().await;
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn every_event_takes_the_next_seq_whatever_was_undone_or_written_elsewhere() {
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let note = move |n: usize| EventDraft {
+            event_type: EventType::TagsChanged,
+            conversation_id: Some(c),
+            channel: None,
+            actor: Actor::system(),
+            data: json!({"n": n}),
+        };
+        // Commands sent at once share batches; every third appends two events and then gives up.
+        let writes = (0..60).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        tx.append(account, note(n))?;
+                        if n % 3 == 0 {
+                            tx.append(account, note(n))?;
+                            return Err(StoreError::Backend("gives up after appending".into()));
+                        }
+                        Ok(())
+                    })
+                    .await
+            })
+        });
+        let mut kept = 0;
+        for write in writes.collect::<Vec<_>>() {
+            kept += usize::from(write.await.expect("joins").is_ok());
+        }
+        assert_eq!(kept, 40);
+        let other = backend.open(quiet());
+        other.write(move |tx| tx.append(account, note(1000)).map(|_| ())).await.expect("another store appends");
+        store.write(move |tx| tx.append(account, note(1001)).map(|_| ())).await.expect("the first store appends again");
+        other.close().await;
+
+        let log =
+            store.read(move |r| r.log(account, &LogQuery { limit: 1000, ..LogQuery::default() })).await.expect("log");
+        let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+        let expected: Vec<i64> = (1..=log.len() as i64).collect();
+        assert_eq!(seqs, expected, "one seq after another: none lost to an undone command, none taken twice");
+        let notes = log.iter().filter(|e| e.event_type == EventType::TagsChanged).count();
+        assert_eq!(notes, 42, "the kept commands' events, the other store's and the last one");
+        let last = log.len() as i64;
+        assert_eq!(store.read(move |r| r.last_seq(account)).await.expect("read"), last);
+        assert_eq!(store.write(move |tx| tx.last_seq(account)).await.expect("write"), last);
         store.close().await;
     }
 }

@@ -80,14 +80,17 @@ impl WriterCache {
         self.integrations.0.clear();
     }
 
-    /// Before a batch: drops everything if another connection committed since the last batch.
-    pub(crate) fn check(&mut self, db: &Connection) {
+    /// At the start of a batch: drops everything if another connection committed since the last
+    /// batch (or if that cannot be told), and says whether it did.
+    pub(crate) fn check(&mut self, db: &Connection) -> bool {
         let version =
             db.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0))).ok();
-        if version.is_none() || version != self.data_version {
+        let changed = version.is_none() || version != self.data_version;
+        if changed {
             self.clear();
         }
         self.data_version = version;
+        changed
     }
 
     pub(crate) fn get<T: Kept>(&mut self, account: Uuid, id: Uuid) -> Option<T> {

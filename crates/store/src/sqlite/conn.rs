@@ -20,6 +20,8 @@ use serde_json::Value;
 
 use super::cache::{Kept, WriterCache};
 use super::messages;
+use super::seqs::Seqs;
+use super::WriterMemory;
 use crate::model::{
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
     ReaderRef, ScheduledJob, SdkSession, WebhookSecrets,
@@ -41,6 +43,12 @@ pub(crate) trait HasConn {
     fn cache(&self) -> Option<&RefCell<WriterCache>> {
         None
     }
+
+    /// The writer's last `seq` of each account (`seqs.rs`), ahead of the rows until its batch
+    /// commits; readers read the rows.
+    fn seqs(&self) -> Option<&RefCell<Seqs>> {
+        None
+    }
 }
 
 pub(crate) struct ReadConn<'a>(pub &'a Connection);
@@ -59,7 +67,7 @@ pub(crate) struct WriteConn<'a> {
     pub appended: &'a mut Vec<LogEntry>,
     /// A message stored by the command, until the event that carries it is appended.
     pub message: Option<messages::Pending>,
-    pub cache: &'a RefCell<WriterCache>,
+    pub memory: &'a WriterMemory,
 }
 
 impl HasConn for WriteConn<'_> {
@@ -68,7 +76,11 @@ impl HasConn for WriteConn<'_> {
     }
 
     fn cache(&self) -> Option<&RefCell<WriterCache>> {
-        Some(self.cache)
+        Some(&self.memory.cache)
+    }
+
+    fn seqs(&self) -> Option<&RefCell<Seqs>> {
+        Some(&self.memory.seqs)
     }
 }
 
@@ -351,6 +363,9 @@ impl<T: HasConn> Reads for T {
     }
 
     fn last_seq(&self, account: Uuid) -> R<i64> {
+        if let Some(seqs) = self.seqs() {
+            return Ok(seqs.borrow_mut().current(self.conn(), account)?.unwrap_or(0));
+        }
         Ok(self
             .conn()
             .prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?
@@ -740,7 +755,7 @@ impl Tx for WriteConn<'_> {
              ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, body = excluded.body",
             params![i.id, account, i.is_deleted(), to_doc(i)?],
         );
-        self.cache.borrow_mut().wrote(account, i, result.is_ok());
+        self.memory.cache.borrow_mut().wrote(account, i, result.is_ok());
         result?;
         Ok(())
     }
@@ -751,7 +766,7 @@ impl Tx for WriteConn<'_> {
              ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id, body = excluded.body",
             params![c.id, account, c.external_id, to_doc(c)?],
         );
-        self.cache.borrow_mut().wrote(account, c, result.is_ok());
+        self.memory.cache.borrow_mut().wrote(account, c, result.is_ok());
         match result {
             Err(e) if unique_violation(&e) => Err(StoreError::Duplicate {
                 field: "external_id",
@@ -763,7 +778,7 @@ impl Tx for WriteConn<'_> {
 
     fn put_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
         let result = self.write_conversation(account, c);
-        self.cache.borrow_mut().wrote(account, c, result.is_ok());
+        self.memory.cache.borrow_mut().wrote(account, c, result.is_ok());
         result
     }
 
@@ -787,11 +802,11 @@ impl Tx for WriteConn<'_> {
     }
 
     fn append(&mut self, account: Uuid, draft: EventDraft) -> R<Event> {
-        let seq: i64 = self
-            .db
-            .prepare_cached("UPDATE accounts SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
-            .query_row([account], |r| r.get(0))
-            .optional()?
+        let seq = self
+            .memory
+            .seqs
+            .borrow_mut()
+            .take_next(self.db, account)?
             .ok_or_else(|| StoreError::not_found("account"))?;
         let event = Event::stamp(draft, Uuid::now_v7(), seq, account, self.now);
         let json: Arc<str> = Arc::from(serde_json::to_string(&event)?);

@@ -13,6 +13,7 @@ mod checkpointer;
 mod conn;
 mod messages;
 mod schema;
+mod seqs;
 mod syncer;
 
 use std::cell::RefCell;
@@ -33,6 +34,7 @@ use crate::{CommitSink, Store, StoreError};
 use cache::WriterCache;
 use checkpointer::{Checkpoints, WalLimits};
 use conn::{ReadConn, WriteConn};
+use seqs::Seqs;
 use syncer::{Committed, Handoff, Reply};
 
 /// The most commands one transaction takes.
@@ -198,7 +200,7 @@ fn writer_loop(
 ) {
     favour_this_thread(WRITER_NICE);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let cache = RefCell::new(WriterCache::default());
+    let memory = WriterMemory::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -209,8 +211,7 @@ fn writer_loop(
         }
         clock = clock.max(wall_clock());
         checkpoints.before_batch(&db);
-        cache.borrow_mut().check(&db);
-        if let Some(done) = run_batch(&db, &mut batch, clock, &cache) {
+        if let Some(done) = run_batch(&db, &mut batch, clock, &memory) {
             checkpoints.committed();
             handoff.hand(done);
         }
@@ -235,18 +236,45 @@ fn favour_this_thread(nice: i32) {
     let _ = nice;
 }
 
+/// What the writer keeps from one command and batch to the next: documents it loaded
+/// (`cache.rs`) and each account's last `seq` (`seqs.rs`).
+#[derive(Default)]
+pub(crate) struct WriterMemory {
+    pub cache: RefCell<WriterCache>,
+    pub seqs: RefCell<Seqs>,
+}
+
+impl WriterMemory {
+    /// With the batch's write lock held, so that no other connection can commit until it ends:
+    /// forgets everything if one committed since the last batch.
+    fn check(&self, db: &Connection) {
+        if self.cache.borrow_mut().check(db) {
+            self.seqs.borrow_mut().forget();
+        }
+    }
+
+    /// A batch that did not commit.
+    fn forget(&self) {
+        self.cache.borrow_mut().clear();
+        self.seqs.borrow_mut().forget();
+    }
+
+    /// A command rolled back to its savepoint: what it wrote is undone, and so must be what was
+    /// kept of it.
+    fn command_undone(&self) {
+        self.cache.borrow_mut().clear();
+        self.seqs.borrow_mut().command_undone();
+    }
+}
+
 /// Runs a batch in one transaction. A committed batch is returned for the syncer to answer;
 /// a refused one is answered here.
-fn run_batch(
-    db: &Connection,
-    batch: &mut Vec<WriteJob>,
-    now: Timestamp,
-    cache: &RefCell<WriterCache>,
-) -> Option<Committed> {
+fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp, memory: &WriterMemory) -> Option<Committed> {
     if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
         syncer::refuse(batch.drain(..).map(|job| (job.reply, ())).collect(), &e.to_string());
         return None;
     }
+    memory.check(db);
     let mut appended: Vec<LogEntry> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     // SQLite rolls the whole transaction back by itself on some errors (I/O, a full disk, out of
@@ -259,7 +287,7 @@ fn run_batch(
             continue;
         }
         let mark = appended.len();
-        let result = run_one(db, job.f, now, &mut appended, cache);
+        let result = run_one(db, job.f, now, &mut appended, memory);
         if result.is_err() {
             appended.truncate(mark);
         }
@@ -271,15 +299,16 @@ fn run_batch(
         outcomes.push((job.reply, result));
     }
     if let Some(reason) = lost {
-        cache.borrow_mut().clear();
+        memory.forget();
         syncer::refuse(outcomes, &reason);
         return None;
     }
-    match db.execute_batch("COMMIT") {
+    let committed = memory.seqs.borrow_mut().write_moved(db).and_then(|()| db.execute_batch("COMMIT"));
+    match committed {
         Ok(()) => Some(Committed { appended, outcomes }),
         Err(e) => {
             let _ = db.execute_batch("ROLLBACK");
-            cache.borrow_mut().clear();
+            memory.forget();
             tracing::error!(error = %e, "commit failed; the whole batch is refused");
             syncer::refuse(outcomes, &format!("commit failed: {e}"));
             None
@@ -293,7 +322,7 @@ fn run_one(
     f: WriteFn,
     now: Timestamp,
     appended: &mut Vec<LogEntry>,
-    cache: &RefCell<WriterCache>,
+    memory: &WriterMemory,
 ) -> Result<Boxed, StoreError> {
     // Prepared once: these run around every command.
     let step = |sql: &str| -> Result<(), StoreError> {
@@ -302,7 +331,7 @@ fn run_one(
     };
     step("SAVEPOINT command")?;
     let result = {
-        let mut tx = WriteConn { db, now, appended: &mut *appended, message: None, cache };
+        let mut tx = WriteConn { db, now, appended: &mut *appended, message: None, memory };
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
             .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())));
         match (result, tx.message) {
@@ -315,14 +344,14 @@ fn run_one(
     };
     if db.is_autocommit() {
         // The database already rolled everything back (see `run_batch`): keep the first error.
-        cache.borrow_mut().clear();
+        memory.forget();
         return result;
     }
     if result.is_err() {
-        // What the command wrote is undone, and so must be what the cache kept of it.
-        cache.borrow_mut().clear();
+        memory.command_undone();
         step("ROLLBACK TO command")?;
     }
+    memory.seqs.borrow_mut().command_kept();
     step("RELEASE command")?;
     result
 }
