@@ -15,6 +15,7 @@ mod messages;
 mod schema;
 mod seqs;
 mod syncer;
+mod wal_gather;
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -89,7 +90,16 @@ pub struct SqliteStore {
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let db = Connection::open_with_flags(path, flags)?;
+    connection_settings(Connection::open_with_flags(path, flags)?)
+}
+
+/// The writer's connection: on the VFS that writes each commit's WAL frames at once.
+fn open_writer_connection(path: &Path) -> Result<Connection, StoreError> {
+    wal_gather::register().map_err(StoreError::Backend)?;
+    connection_settings(Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_gather::VFS)?)
+}
+
+fn connection_settings(db: Connection) -> Result<Connection, StoreError> {
     db.busy_timeout(std::time::Duration::from_secs(10))?;
     db.set_prepared_statement_cache_capacity(64);
     Ok(db)
@@ -110,7 +120,7 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
             }
         }
-        let mut db = open_connection(&config.path, OpenFlags::default())?;
+        let mut db = open_writer_connection(&config.path)?;
         let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!("cannot switch {} to WAL mode", config.path.display())));
