@@ -10,7 +10,8 @@
 //! - anything a command wrote can be undone: when a command or a batch is rolled back, the whole
 //!   cache is dropped;
 //! - another process (the `parley` CLI on the same file) may commit: `PRAGMA data_version`,
-//!   checked before each batch, moves then, and the cache is dropped.
+//!   checked at the start of each batch once it holds the write lock, moves then, and the cache
+//!   is dropped.
 //!
 //! Conformance: `writes_read_what_is_committed_not_what_was_undone_or_what_was_seen_before`.
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::cache::{Kept, WriterCache};
 use super::messages;
-use super::seqs::Seqs;
+use super::seqs::{self, Seqs};
 use super::WriterMemory;
 use crate::model::{
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
@@ -363,15 +363,11 @@ impl<T: HasConn> Reads for T {
     }
 
     fn last_seq(&self, account: Uuid) -> R<i64> {
-        if let Some(seqs) = self.seqs() {
-            return Ok(seqs.borrow_mut().current(self.conn(), account)?.unwrap_or(0));
-        }
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?
-            .query_row([account], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+        let last = match self.seqs() {
+            Some(seqs) => seqs.borrow_mut().current(self.conn(), account)?,
+            None => seqs::stored(self.conn(), account)?,
+        };
+        Ok(last.unwrap_or(0))
     }
 
     fn cursor(&self, consumer: &str, account: Uuid) -> R<i64> {

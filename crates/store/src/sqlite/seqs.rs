@@ -16,6 +16,11 @@ use std::collections::HashMap;
 use parley_core::Uuid;
 use rusqlite::{Connection, OptionalExtension};
 
+/// The account's last `seq` as committed to its row; `None` if there is no such account.
+pub(crate) fn stored(db: &Connection, account: Uuid) -> rusqlite::Result<Option<i64>> {
+    db.prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?.query_row([account], |r| r.get(0)).optional()
+}
+
 #[derive(Default)]
 pub(crate) struct Seqs {
     /// The last `seq` given out per account: committed, or taken in the running batch.
@@ -32,10 +37,7 @@ impl Seqs {
         if let Some(last) = self.last.get(&account) {
             return Ok(Some(*last));
         }
-        let stored: Option<i64> = db
-            .prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?
-            .query_row([account], |r| r.get(0))
-            .optional()?;
+        let stored = stored(db, account)?;
         if let Some(last) = stored {
             self.last.insert(account, last);
         }

@@ -2,11 +2,11 @@
 //!
 //! The connection commits with `synchronous = NORMAL`: a commit appends its frames to the WAL
 //! without an fsync. With [`Durability::Normal`](super::Durability::Normal) the writer answers
-//! each batch as soon as it commits. With [`Durability::Full`](super::Durability::Full) the syncer fsyncs the
-//! WAL file once for every batch that has committed since its last fsync, and only then publishes
-//! their events and answers their commands. The writer meanwhile runs the next batch, so the
-//! fsync of one batch overlaps the work of the next instead of stopping the only writer; an
-//! acknowledged write is on the disk exactly as with `synchronous = FULL`. (Another connection
+//! each batch as soon as it commits. With [`Durability::Full`](super::Durability::Full) the
+//! syncer fsyncs the WAL file once for every batch that has committed since its last fsync, and
+//! only then publishes their events and answers their commands. The writer meanwhile runs the
+//! next batch, so the fsync of one batch overlaps the work of the next instead of stopping the
+//! only writer; an acknowledged write is on the disk exactly as with `synchronous = FULL`. (Another connection
 //! may read a batch in the moment between its commit and its fsync.)
 
 use std::fs::File;
