@@ -40,9 +40,17 @@ pub fn new_secret(prefix: &str) -> Result<String, ApiError> {
     Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// The stored form of a secret: its SHA-256 in lowercase hex. Every authenticated request
+/// computes it (it is the key of the key cache), so the hex is written without `format!`.
 pub fn hash_secret(secret: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    hex
 }
 
 /// The agent an API key acts as.
@@ -256,5 +264,17 @@ impl FromRequestParts<ApiContext> for SdkCaller {
             .await?
             .map(SdkCaller)
             .ok_or_else(|| ApiError::unauthorized("the session token is not valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_secret;
+
+    #[test]
+    fn a_secret_hashes_to_the_sha256_hex_stored_for_existing_keys() {
+        // Stored hashes must keep matching: the FIPS 180-2 test vector, lowercase hex.
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(hash_secret(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

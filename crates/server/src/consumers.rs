@@ -13,7 +13,9 @@ use std::time::Duration;
 use parley_core::event::EventType;
 use parley_core::Uuid;
 use parley_store::{LogEntry, LogQuery, Store, StoreError, StoreExt, Tx};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+
+use crate::hub::Wake;
 
 const BATCH: usize = 200;
 
@@ -39,9 +41,10 @@ pub struct Runner {
     /// This node's name in leases and receipts.
     pub node: String,
     pub lease_secs: i64,
+    /// How often every account is looked at, rung or not.
     pub poll: Duration,
-    /// Rung when there is work sooner than the next poll.
-    pub wake: Option<Arc<Notify>>,
+    /// Rung, with the accounts concerned, when there is work sooner than the next poll.
+    pub wake: Option<Arc<Wake>>,
 }
 
 fn lease_name(consumer: &str, account: Uuid) -> String {
@@ -55,20 +58,33 @@ impl Runner {
 
     async fn run(self, handler: Arc<dyn Handler>, mut shutdown: watch::Receiver<bool>) {
         let mut held: Vec<Uuid> = Vec::new();
+        // A ring names the accounts to advance; every `poll` all of them are (a lease to take
+        // over, work another node's ring did not reach). Listing the accounts is a read of its
+        // own, too dear to repeat at every commit.
+        let mut rung: Option<Vec<Uuid>> = None;
+        let mut next_round = tokio::time::Instant::now();
         while !*shutdown.borrow() {
-            match self.round(&handler, &mut held).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!(error = %e, consumer = handler.name(), "consumer round failed; retrying"),
+            let passed = match rung.take() {
+                Some(accounts) if tokio::time::Instant::now() < next_round => {
+                    self.advance_all(&handler, &accounts, &mut held).await
+                }
+                _ => {
+                    next_round = tokio::time::Instant::now() + self.poll;
+                    self.round(&handler, &mut held).await
+                }
+            };
+            if let Err(e) = passed {
+                tracing::warn!(error = %e, consumer = handler.name(), "consumer round failed; retrying");
             }
             let woken = async {
                 match &self.wake {
-                    Some(wake) => wake.notified().await,
+                    Some(wake) => Some(wake.rung().await),
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(self.poll) => {}
-                _ = woken => {}
+                _ = tokio::time::sleep_until(next_round) => {}
+                accounts = woken => rung = accounts,
                 _ = shutdown.changed() => {}
             }
         }
@@ -90,24 +106,35 @@ impl Runner {
         let mut after = None;
         loop {
             let accounts = self.store.read(move |r| r.account_ids(after, 1000)).await?;
-            for account in &accounts {
-                loop {
-                    let (holds, handled) = self.batch(handler.clone(), *account).await?;
-                    match (holds, held.contains(account)) {
-                        (true, false) => held.push(*account),
-                        (false, true) => held.retain(|a| a != account),
-                        _ => {}
-                    }
-                    if !holds || handled < BATCH {
-                        break;
-                    }
-                }
-            }
+            self.advance_all(handler, &accounts, held).await?;
             match accounts.last() {
                 Some(last) if accounts.len() == 1000 => after = Some(*last),
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// Each account, if this node holds (or can take) its lease, handled up to the end of its log.
+    async fn advance_all(
+        &self,
+        handler: &Arc<dyn Handler>,
+        accounts: &[Uuid],
+        held: &mut Vec<Uuid>,
+    ) -> Result<(), StoreError> {
+        for account in accounts {
+            loop {
+                let (holds, handled) = self.batch(handler.clone(), *account).await?;
+                match (holds, held.contains(account)) {
+                    (true, false) => held.push(*account),
+                    (false, true) => held.retain(|a| a != account),
+                    _ => {}
+                }
+                if !holds || handled < BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Renews (or takes) the account's lease and handles the next batch, in one transaction.
@@ -167,5 +194,70 @@ impl Handler for Audit {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use parley_core::account::Role;
+    use parley_core::event::{Actor, EventDraft};
+    use parley_store::ops::accounts::{create_account, NewKey};
+    use parley_store::sqlite::{Durability, SqliteConfig, SqliteStore};
+
+    use super::*;
+    use crate::hub::Hub;
+
+    #[tokio::test]
+    async fn a_rung_account_is_handled_at_once_though_it_was_made_after_the_last_round() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hub = Arc::new(Hub::default());
+        let sink = hub.clone();
+        let config = SqliteConfig { path: dir.path().join("p.db"), durability: Durability::Normal };
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(config, Arc::new(move |e: &[LogEntry]| sink.publish(e))).expect("store"));
+        // A poll far longer than the test: only the doorbell can bring the runner to the account.
+        let runner = Runner {
+            store: store.clone(),
+            node: "n1".into(),
+            lease_secs: 30,
+            poll: Duration::from_secs(3600),
+            wake: Some(hub.watch(|_| true)),
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let task = runner.spawn(Arc::new(Audit { node: "n1".into() }), shutdown);
+        // The first round finds no account.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let key = NewKey { name: "k".into(), role: Role::Admin, agent_id: None, hash: "h".into(), prefix: "p".into() };
+        let (account, _) = store.write(move |tx| create_account(tx, "a".into(), key)).await.expect("account");
+        let draft = || EventDraft {
+            event_type: EventType::CustomerUpdated,
+            conversation_id: None,
+            channel: None,
+            actor: Actor::system(),
+            data: serde_json::json!({}),
+        };
+        store
+            .write(move |tx| {
+                tx.append(account.id, draft())?;
+                tx.append(account.id, draft())
+            })
+            .await
+            .expect("events");
+
+        let started = Instant::now();
+        let handled = loop {
+            let receipts = store.read(move |r| r.receipts("audit", account.id)).await.expect("receipts");
+            if receipts.len() == 2 || started.elapsed() > Duration::from_secs(10) {
+                break receipts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(handled.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2], "both events, in order");
+        let _ = stop.send(true);
+        let _ = task.await;
+        store.close().await;
     }
 }

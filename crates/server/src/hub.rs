@@ -35,7 +35,36 @@ pub enum Live {
 /// Wakes a background worker when an event it cares about commits (on any node).
 struct Watch {
     wants: fn(&LogEntry) -> bool,
-    notify: Arc<tokio::sync::Notify>,
+    wake: Arc<Wake>,
+}
+
+/// A worker's doorbell, with the accounts whose events rang it: the worker can go straight to
+/// them instead of first listing every account.
+#[derive(Default)]
+pub struct Wake {
+    notify: tokio::sync::Notify,
+    accounts: Mutex<Vec<Uuid>>,
+}
+
+impl Wake {
+    fn ring(&self, accounts: impl Iterator<Item = Uuid>) {
+        if let Ok(mut waiting) = self.accounts.lock() {
+            for account in accounts {
+                if !waiting.contains(&account) {
+                    waiting.push(account);
+                }
+            }
+        }
+        // A permit is stored when the worker is busy, so a ring is never lost.
+        self.notify.notify_one();
+    }
+
+    /// Waits for a ring; the accounts rung for since the last call (possibly none, when their
+    /// ring was already taken by the previous call).
+    pub async fn rung(&self) -> Vec<Uuid> {
+        self.notify.notified().await;
+        self.accounts.lock().map(|mut waiting| std::mem::take(&mut *waiting)).unwrap_or_default()
+    }
 }
 
 #[derive(Default)]
@@ -86,21 +115,21 @@ impl Hub {
         }
         if let Ok(watches) = self.watches.lock() {
             for watch in watches.iter() {
-                if entries.iter().any(watch.wants) {
-                    // A permit is stored when the worker is busy, so a wake is never lost.
-                    watch.notify.notify_one();
+                let mut wanted = entries.iter().filter(|e| (watch.wants)(e)).map(|e| e.account_id).peekable();
+                if wanted.peek().is_some() {
+                    watch.wake.ring(wanted);
                 }
             }
         }
     }
 
-    /// A notification rung whenever an event `wants` accepts commits.
-    pub fn watch(&self, wants: fn(&LogEntry) -> bool) -> Arc<tokio::sync::Notify> {
-        let notify = Arc::new(tokio::sync::Notify::new());
+    /// A doorbell rung whenever an event `wants` accepts commits.
+    pub fn watch(&self, wants: fn(&LogEntry) -> bool) -> Arc<Wake> {
+        let wake = Arc::new(Wake::default());
         if let Ok(mut watches) = self.watches.lock() {
-            watches.push(Watch { wants, notify: notify.clone() });
+            watches.push(Watch { wants, wake: wake.clone() });
         }
-        notify
+        wake
     }
 
     pub fn typing(&self, account: Uuid, typing: Typing) {

@@ -277,10 +277,17 @@ impl WriterMemory {
     }
 }
 
+/// Runs a statement without arguments, prepared once per connection: the transaction and
+/// savepoint statements run around every batch, command and read, and parsing them each time
+/// cost the writer 2–3 % of its time.
+fn exec_cached(db: &Connection, sql: &str) -> rusqlite::Result<()> {
+    db.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs a batch in one transaction. A committed batch is returned for the syncer to answer;
 /// a refused one is answered here.
 fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp, memory: &WriterMemory) -> Option<Committed> {
-    if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(db, "BEGIN IMMEDIATE") {
         syncer::refuse(batch.drain(..).map(|job| (job.reply, ())).collect(), &e.to_string());
         return None;
     }
@@ -313,11 +320,11 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp, memory:
         syncer::refuse(outcomes, &reason);
         return None;
     }
-    let committed = memory.seqs.borrow_mut().write_moved(db).and_then(|()| db.execute_batch("COMMIT"));
+    let committed = memory.seqs.borrow_mut().write_moved(db).and_then(|()| exec_cached(db, "COMMIT"));
     match committed {
         Ok(()) => Some(Committed { appended, outcomes }),
         Err(e) => {
-            let _ = db.execute_batch("ROLLBACK");
+            let _ = exec_cached(db, "ROLLBACK");
             memory.forget();
             tracing::error!(error = %e, "commit failed; the whole batch is refused");
             syncer::refuse(outcomes, &format!("commit failed: {e}"));
@@ -334,12 +341,7 @@ fn run_one(
     appended: &mut Vec<LogEntry>,
     memory: &WriterMemory,
 ) -> Result<Boxed, StoreError> {
-    // Prepared once: these run around every command.
-    let step = |sql: &str| -> Result<(), StoreError> {
-        db.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    step("SAVEPOINT command")?;
+    exec_cached(db, "SAVEPOINT command")?;
     let result = {
         let mut tx = WriteConn { db, now, appended: &mut *appended, message: None, memory };
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
@@ -359,10 +361,10 @@ fn run_one(
     }
     if result.is_err() {
         memory.command_undone();
-        step("ROLLBACK TO command")?;
+        exec_cached(db, "ROLLBACK TO command")?;
     }
     memory.seqs.borrow_mut().command_kept();
-    step("RELEASE command")?;
+    exec_cached(db, "RELEASE command")?;
     result
 }
 
@@ -380,10 +382,10 @@ impl Store for SqliteStore {
         let db = self.take_reader()?;
         let (db, result) = tokio::task::spawn_blocking(move || {
             let result = (|| {
-                db.execute_batch("BEGIN")?;
+                exec_cached(&db, "BEGIN")?;
                 let out = catch_unwind(AssertUnwindSafe(|| f(&ReadConn(&db))))
                     .unwrap_or_else(|_| Err(StoreError::Backend("a read panicked".into())));
-                db.execute_batch("COMMIT")?;
+                exec_cached(&db, "COMMIT")?;
                 out
             })();
             (db, result)
