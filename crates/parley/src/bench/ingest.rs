@@ -1,4 +1,8 @@
 //! `parley bench ingest` and `baseline`: messages acknowledged per second and their latency.
+//!
+//! `ingest` follows each of its runs with a `baseline` run of the same load (`--pairs`) and
+//! reports their ratio: on a shared host the machine's speed drifts from one minute to the next
+//! (BENCHMARKS.md), so only a ceiling taken beside the figure it divides says something.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,11 +13,105 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// One measured run against one server.
+struct Run {
+    acknowledged: u64,
+    errors: u64,
+    elapsed: f64,
+    latency: Histogram<u64>,
+    server_cpu: Option<f64>,
+    generator_cpu: Option<f64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        (self.acknowledged as f64 / self.elapsed).round()
+    }
+
+    fn figures(&self) -> Value {
+        json!({
+            "messages_acknowledged": self.acknowledged,
+            "errors": self.errors,
+            "messages_per_second": self.rate(),
+            "latency_ms": latency_ms(&self.latency),
+            "cpu_seconds": {
+                "server": self.server_cpu,
+                "generator": self.generator_cpu,
+                "wall": (self.elapsed * 100.0).round() / 100.0,
+            },
+        })
+    }
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    let server = start_server(&args)?;
+    let baseline_only = matches!(args.scenario, Scenario::Baseline);
+    let mut pairs: Vec<(Run, Option<Run>)> = Vec::new();
+    if baseline_only {
+        pairs.push((measure(&args, true).await?, None));
+    } else {
+        for _ in 0..args.pairs.max(1) {
+            let ingest = measure(&args, false).await?;
+            let baseline = if args.pairs > 0 { Some(measure(&args, true).await?) } else { None };
+            pairs.push((ingest, baseline));
+        }
+    }
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .filter_map(|(ingest, baseline)| {
+            baseline.as_ref().map(|b| (ingest.rate() / b.rate().max(1.0) * 1000.0).round() / 1000.0)
+        })
+        .collect();
+    // The headline is the run with the median rate (the lower of the middle two); every run is
+    // in `runs`.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|a, b| pairs[*a].0.rate().total_cmp(&pairs[*b].0.rate()));
+    let median = &pairs[order[(order.len() - 1) / 2]].0;
+    let mut result = json!({
+        "scenario": if baseline_only { "baseline" } else { "ingest" },
+        "machine": machine(),
+        "parameters": {
+            "clients": args.clients,
+            "conversations": args.conversations,
+            "seconds": args.seconds,
+            "durability": args.durability,
+            "backend": if args.database_url.is_some() { "postgresql" } else { "sqlite" },
+            "pairs": if baseline_only { 0 } else { args.pairs },
+        },
+    });
+    if let (Some(all), Value::Object(headline)) = (result.as_object_mut(), median.figures()) {
+        all.extend(headline);
+        if !ratios.is_empty() {
+            let mut sorted = ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            all.insert(
+                "ingest_over_baseline".into(),
+                json!({"min": sorted[0], "median": sorted[(sorted.len() - 1) / 2], "max": sorted[sorted.len() - 1]}),
+            );
+        }
+        if !baseline_only {
+            let runs = pairs
+                .iter()
+                .zip(ratios.iter().map(Some).chain(std::iter::repeat(None)))
+                .map(|((ingest, baseline), ratio)| {
+                    json!({"ingest": ingest.figures(), "baseline": baseline.as_ref().map(Run::figures), "ratio": ratio})
+                })
+                .collect();
+            all.insert("runs".into(), Value::Array(runs));
+        }
+    }
+    print_table(&result);
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
+    println!("figures written to {}", args.out);
+    Ok(())
+}
+
+/// Starts a server (`parley serve`, or the baseline's handler), loads it for `--seconds` after
+/// a one-second warm-up, and stops it.
+async fn measure(args: &BenchArgs, baseline: bool) -> Result<Run, String> {
+    let server = start_process(args, DataDir::temporary()?, baseline)?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
     let base = server.url.clone();
-    let baseline = matches!(args.scenario, Scenario::Baseline);
     let (key, integration) = if baseline {
         ("baseline".to_string(), Value::Null)
     } else {
@@ -78,33 +176,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let elapsed = started.elapsed().as_secs_f64();
     let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     stop.store(true, Ordering::Relaxed);
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     for task in tasks {
         let h = task.await.map_err(|e| e.to_string())?;
-        all.add(h).map_err(|e| e.to_string())?;
+        latency.add(h).map_err(|e| e.to_string())?;
     }
-    let acknowledged = all.len();
-    let result = json!({
-        "scenario": if baseline { "baseline" } else { "ingest" },
-        "machine": machine(),
-        "parameters": {
-            "clients": args.clients,
-            "conversations": args.conversations,
-            "seconds": args.seconds,
-            "durability": args.durability,
-            "backend": if args.database_url.is_some() { "postgresql" } else { "sqlite" },
-        },
-        "messages_acknowledged": acknowledged,
-        "errors": errors.load(Ordering::Relaxed),
-        "messages_per_second": (acknowledged as f64 / elapsed).round(),
-        "latency_ms": latency_ms(&all),
-        "cpu_seconds": {"server": cpu_between(server_cpu0, server_cpu1), "generator": cpu_between(own_cpu0, own_cpu1), "wall": (elapsed * 100.0).round() / 100.0},
-    });
-    print_table(&result);
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot write {}: {e}", args.out))?;
-    println!("figures written to {}", args.out);
-    Ok(())
+    Ok(Run {
+        acknowledged: latency.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        latency,
+        server_cpu: cpu_between(server_cpu0, server_cpu1),
+        generator_cpu: cpu_between(own_cpu0, own_cpu1),
+    })
 }
 
 fn print_table(r: &Value) {
@@ -125,4 +209,15 @@ fn print_table(r: &Value) {
     row("server CPU (s)", r["cpu_seconds"]["server"].to_string());
     row("generator CPU (s)", r["cpu_seconds"]["generator"].to_string());
     row("wall (s)", r["cpu_seconds"]["wall"].to_string());
+    for (i, run) in r["runs"].as_array().into_iter().flatten().enumerate() {
+        let rate = |side: &str| run[side]["messages_per_second"].as_f64().unwrap_or(0.0);
+        let value = match run["ratio"].as_f64() {
+            Some(ratio) => format!("{:.0} / {:.0} = {ratio:.3}", rate("ingest"), rate("baseline")),
+            None => format!("{:.0}", rate("ingest")),
+        };
+        row(&format!("run {} ingest / baseline", i + 1), value);
+    }
+    if let Some(ratio) = r["ingest_over_baseline"]["median"].as_f64() {
+        row("ingest / baseline (median)", format!("{ratio:.3}"));
+    }
 }

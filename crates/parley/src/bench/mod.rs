@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// there (with the same `--events`) instead of writing it again.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
+    /// Ingest scenario: measured runs, each followed by a `baseline` run of the same load, so
+    /// that every ingest figure has its ceiling taken in the same minute (0: no baseline runs).
+    #[arg(long, default_value_t = 1)]
+    pairs: usize,
     /// Where to write the JSON figures.
     #[arg(long, default_value = "bench-results.json")]
     out: String,
@@ -122,14 +126,19 @@ impl Drop for Server {
 }
 
 fn start_server(args: &BenchArgs) -> Result<Server, String> {
-    start_server_in(args, DataDir::temporary()?)
+    start_process(args, DataDir::temporary()?, matches!(args.scenario, Scenario::Baseline))
 }
 
 /// Starts the server on `dir/data` (which may hold data already).
 fn start_server_in(args: &BenchArgs, dir: DataDir) -> Result<Server, String> {
+    start_process(args, dir, false)
+}
+
+/// Starts `parley serve`, or the minimal handler `baseline` measures when `baseline` is set.
+fn start_process(args: &BenchArgs, dir: DataDir, baseline: bool) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the parley binary: {e}"))?;
     let mut command = Command::new(exe);
-    if matches!(args.scenario, Scenario::Baseline) {
+    if baseline {
         command.args(["bench-baseline-server", "--listen", "127.0.0.1:0"]);
     } else {
         command.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN, "--durability", &args.durability]);
