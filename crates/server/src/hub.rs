@@ -4,7 +4,7 @@
 //! from the store by cursor (SSE) or is closed with its cursor (WebSocket), so it slows neither
 //! writers nor other subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use parley_core::message::AuthorType;
@@ -43,17 +43,14 @@ struct Watch {
 #[derive(Default)]
 pub struct Wake {
     notify: tokio::sync::Notify,
-    accounts: Mutex<Vec<Uuid>>,
+    /// A set: a batch may carry hundreds of accounts, and this runs on every commit.
+    accounts: Mutex<HashSet<Uuid>>,
 }
 
 impl Wake {
     fn ring(&self, accounts: impl Iterator<Item = Uuid>) {
         if let Ok(mut waiting) = self.accounts.lock() {
-            for account in accounts {
-                if !waiting.contains(&account) {
-                    waiting.push(account);
-                }
-            }
+            waiting.extend(accounts);
         }
         // A permit is stored when the worker is busy, so a ring is never lost.
         self.notify.notify_one();
@@ -63,7 +60,7 @@ impl Wake {
     /// ring was already taken by the previous call).
     pub async fn rung(&self) -> Vec<Uuid> {
         self.notify.notified().await;
-        self.accounts.lock().map(|mut waiting| std::mem::take(&mut *waiting)).unwrap_or_default()
+        self.accounts.lock().map(|mut waiting| waiting.drain().collect()).unwrap_or_default()
     }
 }
 

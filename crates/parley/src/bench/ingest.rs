@@ -55,17 +55,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             pairs.push((ingest, baseline));
         }
     }
-    let ratios: Vec<f64> = pairs
-        .iter()
-        .filter_map(|(ingest, baseline)| {
-            baseline.as_ref().map(|b| (ingest.rate() / b.rate().max(1.0) * 1000.0).round() / 1000.0)
-        })
-        .collect();
-    // The headline is the run with the median rate (the lower of the middle two); every run is
-    // in `runs`.
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by(|a, b| pairs[*a].0.rate().total_cmp(&pairs[*b].0.rate()));
-    let median = &pairs[order[(order.len() - 1) / 2]].0;
+    let ratios: Vec<f64> = pairs.iter().filter_map(|(ingest, baseline)| ratio(ingest, baseline.as_ref())).collect();
+    // The headline is the run with the median rate; every run is in `runs`.
+    let rates: Vec<f64> = pairs.iter().map(|(ingest, _)| ingest.rate()).collect();
+    let median = &pairs[lower_median(&rates).map(|(i, _)| i).unwrap_or(0)].0;
     let mut result = json!({
         "scenario": if baseline_only { "baseline" } else { "ingest" },
         "machine": machine(),
@@ -80,20 +73,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     });
     if let (Some(all), Value::Object(headline)) = (result.as_object_mut(), median.figures()) {
         all.extend(headline);
-        if !ratios.is_empty() {
-            let mut sorted = ratios.clone();
-            sorted.sort_by(f64::total_cmp);
-            all.insert(
-                "ingest_over_baseline".into(),
-                json!({"min": sorted[0], "median": sorted[(sorted.len() - 1) / 2], "max": sorted[sorted.len() - 1]}),
-            );
+        if let Some((_, median)) = lower_median(&ratios) {
+            let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            all.insert("ingest_over_baseline".into(), json!({"min": min, "median": median, "max": max}));
         }
         if !baseline_only {
             let runs = pairs
                 .iter()
-                .zip(ratios.iter().map(Some).chain(std::iter::repeat(None)))
-                .map(|((ingest, baseline), ratio)| {
-                    json!({"ingest": ingest.figures(), "baseline": baseline.as_ref().map(Run::figures), "ratio": ratio})
+                .map(|(ingest, baseline)| {
+                    let baseline = baseline.as_ref();
+                    json!({"ingest": ingest.figures(), "baseline": baseline.map(Run::figures), "ratio": ratio(ingest, baseline)})
                 })
                 .collect();
             all.insert("runs".into(), Value::Array(runs));
@@ -104,6 +94,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", args.out))?;
     println!("figures written to {}", args.out);
     Ok(())
+}
+
+/// Ingest over its baseline, to three decimals.
+fn ratio(ingest: &Run, baseline: Option<&Run>) -> Option<f64> {
+    baseline.map(|b| (ingest.rate() / b.rate().max(1.0) * 1000.0).round() / 1000.0)
+}
+
+/// The median of `values` (the lower of the middle two) and where it is in them.
+fn lower_median(values: &[f64]) -> Option<(usize, f64)> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    let i = *order.get(values.len().checked_sub(1)? / 2)?;
+    Some((i, values[i]))
 }
 
 /// Starts a server (`parley serve`, or the baseline's handler), loads it for `--seconds` after
