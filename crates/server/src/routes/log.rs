@@ -14,10 +14,11 @@ use axum::routing::get;
 use futures_util::stream::{self, Stream};
 use parley_core::event::{Event, EventType};
 use parley_core::Uuid;
-use parley_store::{LogEntry, LogQuery, StoreExt};
+use parley_store::{LogEntry, LogQuery, StoreError, StoreExt};
 use schemars::JsonSchema;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
+use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
 use crate::context::ApiContext;
@@ -209,25 +210,39 @@ async fn export(State(ctx): State<ApiContext>, Caller(caller): Caller, params: P
     params.only(FILTERS)?;
     let q = LogQuery { limit: EXPORT_PAGE, ..query(&params)? };
     let account = caller.account_id;
-    // One page in memory at a time, whatever the size of the range.
-    let lines = stream::unfold(Some((ctx, q)), move |state| async move {
-        let (ctx, mut q) = state?;
-        let read = q.clone();
-        match ctx.store.read(move |r| r.log(account, &read)).await {
+    // One page being sent and the next one being read, whatever the size of the range: the read
+    // (a blocking thread, the disk) and the send (the socket) overlap instead of taking turns.
+    let first = read_page(&ctx, account, q.clone());
+    let lines = stream::unfold(Some((ctx, q, first)), move |state| async move {
+        let (ctx, mut q, reading) = state?;
+        let page = reading.await.unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+        match page {
             Ok(page) if page.is_empty() => None,
             Ok(page) => {
+                let done = page.len() < q.limit;
+                q.after = page.last().map_or(q.after, |e| e.seq);
+                let next = if done {
+                    None
+                } else {
+                    let reading = read_page(&ctx, account, q.clone());
+                    Some((ctx, q, reading))
+                };
                 let mut chunk = String::with_capacity(page.iter().map(|e| e.json.len() + 1).sum());
                 for entry in &page {
                     chunk.push_str(&entry.json);
                     chunk.push('\n');
                 }
-                let done = page.len() < q.limit;
-                q.after = page.last().map_or(q.after, |e| e.seq);
-                let next = if done { None } else { Some((ctx, q)) };
                 Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next))
             }
             Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
         }
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+/// Starts reading an export's page. If the client goes away meanwhile, the read still finishes
+/// (one bounded page) and is dropped.
+fn read_page(ctx: &ApiContext, account: Uuid, q: LogQuery) -> JoinHandle<Result<Vec<LogEntry>, StoreError>> {
+    let store = ctx.store.clone();
+    tokio::spawn(async move { store.read(move |r| r.log(account, &q)).await })
 }

@@ -132,3 +132,28 @@ on_both_backends! {
     assert!(text.ends_with('\n'));
     }
 }
+
+on_both_backends! {
+    async fn an_export_longer_than_one_read_is_the_whole_log_in_order() {
+    let srv = TestServer::start().await;
+    let scene = Scene::new(&srv).await;
+    let conversations: Vec<String> = futures_util::future::join_all((0..8).map(|_| scene.conversation())).await;
+    // The export reads 5,000 events at a time, the next read under way while a page is sent:
+    // this log takes two reads, the second one short.
+    for round in 0..670 {
+        let sends = conversations.iter().map(|c| scene.customer_says(c, format!("round {round}")));
+        for (status, _) in futures_util::future::join_all(sends).await {
+            assert_eq!(status, StatusCode::CREATED);
+        }
+    }
+    let resp =
+        srv.http.get(srv.url("/v1/log/export")).bearer_auth(&scene.account.key).send().await.expect("export");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("body");
+    let exported: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+    assert!(exported.len() > 5_000 && exported.len() < 10_000, "two reads' worth: {}", exported.len());
+    assert_eq!(seqs(&exported), (1..=exported.len() as i64).collect::<Vec<_>>(), "every event, once, in order");
+    assert_eq!(exported, scene.log_all("", 1000).await);
+    }
+}
