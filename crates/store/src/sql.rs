@@ -1,7 +1,7 @@
 //! SQL that both backends share, written once with the placeholder syntax left to each
 //! (`?N` for SQLite, `$N` for PostgreSQL).
 
-use parley_core::Uuid;
+use parley_core::{Timestamp, Uuid};
 
 use crate::model::ConversationFilter;
 
@@ -10,6 +10,12 @@ pub(crate) enum SqlValue {
     Uuid(Uuid),
     Text(String),
     Int(i64),
+}
+
+/// The expiry at or before which a holder's lease is renewed, once half of it has run (in
+/// milliseconds, as `leases.expires_at` holds it).
+pub(crate) fn lease_renewal(now: Timestamp, ttl_secs: i64) -> i64 {
+    now.plus_millis(ttl_secs.saturating_mul(500)).millis()
 }
 
 /// The conversation list: `SELECT body` with every filter of [`ConversationFilter`], newest

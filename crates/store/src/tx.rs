@@ -174,7 +174,10 @@ pub trait Tx: Reads {
     fn insert_sdk_session(&mut self, session: &SdkSession, hash: &str) -> R<()>;
 
     /// Takes or renews lease `name` for `holder` until `now + ttl_secs`: it succeeds when the
-    /// lease is free, expired, or already `holder`'s. Answers whether `holder` holds it now.
+    /// lease is free, expired, or already `holder`'s. Answers whether `holder` holds it now (and
+    /// then until `now + ttl_secs / 2` at least). A lease of `holder`'s is renewed only once half
+    /// of it has run, so a holder that asks at every poll writes once per half lease, not once
+    /// per poll: on SQLite every commit makes each reader drop its map of the database file.
     fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool>;
     fn release_lease(&mut self, name: &str, holder: &str) -> R<()>;
     /// Records that `consumer` handled an event; false if it already had.

@@ -341,9 +341,10 @@ async fn a_lease_has_one_holder_until_it_expires() {
         };
         assert!(take("a", now).await, "a free lease is taken");
         assert!(!take("b", now).await, "a held lease is not");
-        assert!(take("a", now.plus_secs(5)).await, "the holder renews it");
+        assert!(take("a", now.plus_secs(5)).await, "the holder renews it once half of it has run");
+        assert!(take("a", now.plus_secs(7)).await, "and holds it still, not renewed again before half has run");
         assert!(!take("b", now.plus_secs(12)).await, "the renewal counts from the renewal");
-        assert!(take("b", now.plus_secs(16)).await, "an expired lease is taken over");
+        assert!(take("b", now.plus_secs(16)).await, "an expired lease is taken over (renewed at 5, not at 7)");
         let holder = store.read(|r| r.lease_holder("work")).await.expect("holder");
         assert_eq!(holder.map(|(h, _)| h).as_deref(), Some("b"));
         store.write(|tx| tx.release_lease("work", "b")).await.expect("release");

@@ -28,6 +28,7 @@ use crate::model::{
     ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page, ReaderRef, ScheduledJob,
     SdkSession, WebhookSecrets,
 };
+use crate::sql::lease_renewal;
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::routing::Offer;
@@ -883,14 +884,23 @@ impl Tx for PgConn<'_> {
 
     fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool> {
         // Row-locked: of two nodes racing, the second sees the first's lease and does not take it.
+        // A row not updated is locked all the same, so the check after it sees what it saw.
+        let (until, now, renew_from) = (now.plus_secs(ttl_secs).millis(), now.millis(), lease_renewal(now, ttl_secs));
         let rows = self.rows(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
+             WHERE leases.expires_at <= $4 OR (leases.holder = excluded.holder AND leases.expires_at <= $5)
              RETURNING holder",
-            &[&name, &holder, &now.plus_secs(ttl_secs).millis(), &now.millis()],
+            &[&name, &holder, &until, &now, &renew_from],
         )?;
-        Ok(!rows.is_empty())
+        if !rows.is_empty() {
+            return Ok(true);
+        }
+        let held = self.rows(
+            "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > $3",
+            &[&name, &holder, &now],
+        )?;
+        Ok(!held.is_empty())
     }
 
     fn release_lease(&mut self, name: &str, holder: &str) -> R<()> {

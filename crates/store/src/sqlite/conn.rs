@@ -26,6 +26,7 @@ use crate::model::{
     entry_id, waits, ClaimedDelivery, ConversationFilter, LogEntry, LogQuery, MessageWindow, OfferFilter, Page,
     ReaderRef, ScheduledJob, SdkSession, WebhookSecrets,
 };
+use crate::sql::lease_renewal;
 use crate::tx::{Reads, Tx};
 use crate::StoreError;
 use parley_core::integration::SigningKey;
@@ -907,13 +908,23 @@ impl Tx for WriteConn<'_> {
     }
 
     fn acquire_lease(&mut self, name: &str, holder: &str, now: Timestamp, ttl_secs: i64) -> R<bool> {
-        let changed = self.db.execute(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+        let (until, now, renew_from) = (now.plus_secs(ttl_secs).millis(), now.millis(), lease_renewal(now, ttl_secs));
+        let changed = self
+            .db
+            .prepare_cached(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
-            params![name, holder, now.plus_secs(ttl_secs).millis(), now.millis()],
-        )?;
-        Ok(changed > 0)
+             WHERE leases.expires_at <= ?4 OR (leases.holder = excluded.holder AND leases.expires_at <= ?5)",
+            )?
+            .execute(params![name, holder, until, now, renew_from])?;
+        if changed > 0 {
+            return Ok(true);
+        }
+        let held = self
+            .db
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND expires_at > ?3)")?
+            .query_row(params![name, holder, now], |r| r.get(0))?;
+        Ok(held)
     }
 
     fn release_lease(&mut self, name: &str, holder: &str) -> R<()> {
