@@ -77,8 +77,9 @@ pub trait Reads {
     fn signing_secret(&self, account: Uuid, integration: Uuid, kid: &str) -> R<Option<String>>;
     fn sdk_session_by_hash(&self, hash: &str) -> R<Option<SdkSession>>;
 
-    /// Every account id, in order, a page at a time (consumers visit each account's log).
-    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>>;
+    /// The accounts whose log holds events past `consumer`'s cursor, in id order, a page at a
+    /// time: the accounts a consumer's round has work in (the others cost it nothing).
+    fn accounts_behind(&self, consumer: &str, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>>;
     /// Who holds a lease now (even if expired).
     fn lease_holder(&self, name: &str) -> R<Option<(String, Timestamp)>>;
     /// A consumer's receipts in an account: (seq, node that handled it), by seq.

@@ -371,6 +371,34 @@ async fn a_lease_has_one_holder_until_it_expires() {
 }
 
 #[tokio::test]
+async fn a_consumer_is_behind_only_in_the_accounts_with_events_past_its_cursor() {
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (a, _) = seed(store.as_ref()).await;
+        let (b, _) = seed(store.as_ref()).await;
+        let behind = |consumer: &'static str, after: Option<Uuid>, limit: usize| {
+            let store = store.clone();
+            async move { store.read(move |r| r.accounts_behind(consumer, after, limit)).await.expect("behind") }
+        };
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(
+            behind("c", None, 1000).await,
+            both,
+            "a consumer that never ran is behind wherever there are events"
+        );
+        let end = store.read(move |r| r.last_seq(a)).await.expect("seq");
+        assert!(end > 0);
+        store.write(move |tx| tx.advance_cursor("c", a, end)).await.expect("advance");
+        assert_eq!(behind("c", None, 1000).await, vec![b], "an account it has caught up with is not listed");
+        assert_eq!(behind("other", None, 1000).await, both, "each consumer has its own cursors");
+        assert_eq!(behind("other", None, 1).await, vec![both[0]], "a page at a time");
+        assert_eq!(behind("other", Some(both[0]), 1000).await, vec![both[1]], "after the last of a page");
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn routing_state_reads_the_same_on_every_backend() {
     use parley_core::agent::AgentStatus;
     use parley_core::routing::{Offer, OfferStatus};

@@ -419,10 +419,11 @@ impl Reads for PgConn<'_> {
         self.one_doc("SELECT body FROM sdk_sessions WHERE hash = $1", &[&hash])
     }
 
-    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
+    fn accounts_behind(&self, consumer: &str, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
         self.rows(
-            "SELECT id FROM accounts WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            &[&after, &(limit as i64)],
+            "SELECT a.id FROM accounts a LEFT JOIN consumer_cursors c ON c.consumer = $1 AND c.account_id = a.id
+             WHERE ($2::uuid IS NULL OR a.id > $2) AND a.last_seq > COALESCE(c.position, 0) ORDER BY a.id LIMIT $3",
+            &[&consumer, &after, &(limit as i64)],
         )?
         .iter()
         .map(|r| Ok(r.try_get(0)?))

@@ -402,10 +402,12 @@ impl<T: HasConn> Reads for T {
         one_doc(self.conn(), "SELECT body FROM sdk_sessions WHERE hash = ?1", &[&hash])
     }
 
-    fn account_ids(&self, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
-        let mut stmt =
-            self.conn().prepare_cached("SELECT id FROM accounts WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| r.get(0))?;
+    fn accounts_behind(&self, consumer: &str, after: Option<Uuid>, limit: usize) -> R<Vec<Uuid>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT a.id FROM accounts a LEFT JOIN consumer_cursors c ON c.consumer = ?1 AND c.account_id = a.id
+             WHERE (?2 IS NULL OR a.id > ?2) AND a.last_seq > COALESCE(c.position, 0) ORDER BY a.id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![consumer, after, limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
