@@ -187,7 +187,7 @@ impl Checkpoints {
         let Ok(state) = self.shared.changed.wait_while(state, |s| s.running) else { return };
         drop(state);
         let waited = started.elapsed();
-        if let Err(e) = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = passive_checkpoint(writer) {
             tracing::warn!(error = %e, "the writer's checkpoint failed; the WAL goes on growing");
         }
         // If a reader still held an older snapshot the WAL cannot start over yet; try again
@@ -249,10 +249,16 @@ pub(super) fn run(db: Connection, shared: Arc<Shared>) {
     tracing::debug!("sqlite checkpointer stopped");
 }
 
+/// The checkpointer's pass.
 fn pass(db: &Connection) {
-    if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+    if let Err(e) = passive_checkpoint(db) {
         tracing::warn!(error = %e, "checkpoint failed; the next one tries again");
     }
+}
+
+/// Copies back as much of the WAL as no reader still needs, without waiting for anyone.
+fn passive_checkpoint(db: &Connection) -> rusqlite::Result<()> {
+    db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 #[cfg(test)]
@@ -296,6 +302,7 @@ mod tests {
         let count: i64 = reopened.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count");
         assert_eq!(count, 3_000);
     }
+
     /// `mxFrame` and `nBackfill` from the WAL index (the `-shm` file, in SQLite's documented
     /// layout: the header's `mxFrame` at byte 16, the checkpoint record's `nBackfill` at 96).
     fn wal_index(db: &Path) -> (u32, u32) {
@@ -307,14 +314,14 @@ mod tests {
     /// Waits up to five seconds for the whole WAL to be copied back, calling `meanwhile` every
     /// 10 ms.
     fn copied_back(db: &Path, mut meanwhile: impl FnMut()) -> bool {
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             meanwhile();
             let (frames, copied) = wal_index(db);
             if frames > 0 && copied == frames {
                 return true;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10));
         }
         false
     }
