@@ -219,12 +219,12 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(db)
 }
 
-/// The checkpointer thread: a passive checkpoint whenever one is due, until stopped.
+/// The checkpointer thread: a passive checkpoint whenever one is due, until stopped. The first
+/// one runs at once, for whatever an earlier process left in the WAL.
 pub(super) fn run(db: Connection, shared: Arc<Shared>) {
-    pass(&db);
     let Some(mut state) = shared.lock() else { return };
+    let mut next = Next::Pass;
     while !state.stop {
-        let next = shared.next(&state);
         state = match next {
             Next::Wait => match shared.changed.wait(state) {
                 Ok(s) => s,
@@ -234,7 +234,8 @@ pub(super) fn run(db: Connection, shared: Arc<Shared>) {
                 Ok((s, _)) => s,
                 Err(_) => return,
             },
-            Next::Pass => {
+            // Marked running, so that a writer about to let the WAL start over waits for it.
+            Next::Pass if !state.writer_waiting => {
                 state.appended = 0;
                 state.running = true;
                 drop(state);
@@ -244,7 +245,9 @@ pub(super) fn run(db: Connection, shared: Arc<Shared>) {
                 shared.changed.notify_all();
                 state
             }
+            Next::Pass => state,
         };
+        next = shared.next(&state);
     }
     tracing::debug!("sqlite checkpointer stopped");
 }
