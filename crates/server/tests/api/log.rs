@@ -58,17 +58,21 @@ on_both_backends! {
     let scene = Scene::new(&srv).await;
     let conversations: Vec<String> = futures_util::future::join_all((0..4).map(|_| scene.conversation())).await;
 
+    let writing = std::sync::atomic::AtomicBool::new(true);
     let writers = async {
         for round in 0..40 {
             let sends = conversations.iter().map(|c| scene.customer_says(c, format!("round {round}")));
             futures_util::future::join_all(sends).await;
         }
+        writing.store(false, std::sync::atomic::Ordering::SeqCst);
     };
     let reader = async {
         let mut got: Vec<Value> = Vec::new();
         let mut cursor: Option<String> = None;
         let mut idle_rounds = 0;
-        while idle_rounds < 20 {
+        // Until the writers are done and the log has then stayed still a while: a writer that
+        // stalls (a loaded CI machine) must not end the reading early.
+        while writing.load(std::sync::atomic::Ordering::SeqCst) || idle_rounds < 20 {
             let path = match &cursor {
                 Some(c) => format!("/v1/log?limit=7&after={c}"),
                 None => "/v1/log?limit=7".to_string(),
@@ -77,7 +81,7 @@ on_both_backends! {
             assert_eq!(status, StatusCode::OK);
             let batch = page["events"].as_array().expect("events").clone();
             if batch.is_empty() {
-                idle_rounds += 1;
+                idle_rounds += if writing.load(std::sync::atomic::Ordering::SeqCst) { 0 } else { 1 };
                 tokio::time::sleep(Duration::from_millis(10)).await;
             } else {
                 idle_rounds = 0;
