@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::cache::{Kept, WriterCache};
 use super::messages;
+use super::queues::{Place, Queues};
 use super::seqs::{self, Seqs};
 use super::WriterMemory;
 use crate::model::{
@@ -48,6 +49,11 @@ pub(crate) trait HasConn {
     /// The writer's last `seq` of each account (`seqs.rs`), ahead of the rows until its batch
     /// commits; readers read the rows.
     fn seqs(&self) -> Option<&RefCell<Seqs>> {
+        None
+    }
+
+    /// The writer's count of each queue's waiting conversations (`queues.rs`); readers count.
+    fn queues(&self) -> Option<&RefCell<Queues>> {
         None
     }
 }
@@ -82,6 +88,10 @@ impl HasConn for WriteConn<'_> {
 
     fn seqs(&self) -> Option<&RefCell<Seqs>> {
         Some(&self.memory.seqs)
+    }
+
+    fn queues(&self) -> Option<&RefCell<Queues>> {
+        Some(&self.memory.queues)
     }
 }
 
@@ -266,6 +276,9 @@ impl<T: HasConn> Reads for T {
     }
 
     fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
+        if let Some(queues) = self.queues() {
+            return Ok(queues.borrow_mut().ahead_of(self.conn(), account, c)? + 1);
+        }
         let queued = c.queued_at.unwrap_or(c.created_at).millis();
         Ok(self
             .conn()
@@ -633,6 +646,7 @@ impl WriteConn<'_> {
         if only_body > 0 {
             return Ok(());
         }
+        let before = Place::stored(self.db, account, c.id)?;
         self.db
             .prepare_cached(
                 "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,
@@ -652,6 +666,7 @@ impl WriteConn<'_> {
         for tag in &c.tags {
             insert.execute(params![c.id, account, tag])?;
         }
+        self.memory.queues.borrow_mut().moved(before, Place::of(account, c));
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ mod cache;
 mod checkpointer;
 mod conn;
 mod messages;
+mod queues;
 mod schema;
 mod seqs;
 mod syncer;
@@ -247,11 +248,12 @@ fn favour_this_thread(nice: i32) {
 }
 
 /// What the writer keeps from one command and batch to the next: documents it loaded
-/// (`cache.rs`) and each account's last `seq` (`seqs.rs`).
+/// (`cache.rs`), each account's last `seq` (`seqs.rs`) and each queue's waiting count (`queues.rs`).
 #[derive(Default)]
 pub(crate) struct WriterMemory {
     pub cache: RefCell<WriterCache>,
     pub seqs: RefCell<Seqs>,
+    pub queues: RefCell<queues::Queues>,
 }
 
 impl WriterMemory {
@@ -260,6 +262,7 @@ impl WriterMemory {
     fn check(&self, db: &Connection) {
         if self.cache.borrow_mut().check(db) {
             self.seqs.borrow_mut().forget();
+            self.queues.borrow_mut().forget();
         }
     }
 
@@ -267,6 +270,7 @@ impl WriterMemory {
     fn forget(&self) {
         self.cache.borrow_mut().clear();
         self.seqs.borrow_mut().forget();
+        self.queues.borrow_mut().forget();
     }
 
     /// A command rolled back to its savepoint: what it wrote is undone, and so must be what was
@@ -274,6 +278,7 @@ impl WriterMemory {
     fn command_undone(&self) {
         self.cache.borrow_mut().clear();
         self.seqs.borrow_mut().command_undone();
+        self.queues.borrow_mut().forget();
     }
 }
 
