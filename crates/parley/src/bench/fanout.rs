@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
+use super::sockets::Sockets;
 use super::*;
 
 /// Raises this process's open-file limit (children inherit it) to at least `want`.
@@ -103,66 +102,32 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let t0 = Instant::now();
     let histogram =
         Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?));
-    let (received, closed, connected) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let stop = Arc::new(AtomicBool::new(false));
+    let (received, connected) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let ws_base = base.replacen("http://", "ws://", 1);
-    let connect_started = Instant::now();
-    let gate = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut readers = Vec::with_capacity(customers.len());
-    for customer in &customers {
-        let url = format!("{ws_base}/v1/sdk/ws?access_token={}", customer.token);
-        let (histogram, received, closed, connected, stop, gate) =
-            (histogram.clone(), received.clone(), closed.clone(), connected.clone(), stop.clone(), gate.clone());
-        readers.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
-                closed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            drop(permit);
-            let mut opened = false;
-            while let Some(Ok(message)) = ws.next().await {
-                match message {
-                    // The last frame of a socket's opening: from here the server only forwards.
-                    // (Availability frames come again when agents change status: count one.)
-                    Message::Text(text) if !opened && text.contains(r#""type":"availability""#) => {
-                        opened = true;
-                        connected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Message::Text(text) if text.contains("fanout ") => {
-                        let frame: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-                        let body = frame["event"]["data"]["message"]["content"]["text"].as_str().unwrap_or_default();
-                        if let Some(sent) = body.strip_prefix("fanout ").and_then(|m| m.parse::<u64>().ok()) {
-                            let now = t0.elapsed().as_micros() as u64;
-                            if let Ok(mut h) = histogram.lock() {
-                                let _ = h.record(now.saturating_sub(sent).max(1));
-                            }
-                            received.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Message::Ping(payload) => {
-                        let _ = ws.send(Message::Pong(payload)).await;
-                    }
-                    Message::Close(_) => break,
-                    _ => {}
+    let opened: Arc<Vec<AtomicBool>> = Arc::new((0..customers.len()).map(|_| AtomicBool::new(false)).collect());
+    let sockets = {
+        let (histogram, received, connected) = (histogram.clone(), received.clone(), connected.clone());
+        Sockets::open(&ws_base, &customers, move |i, text| {
+            // The last frame of a socket's opening: from here the server only forwards.
+            // (Availability frames come again when agents change status: count one.)
+            if text.contains(r#""type":"availability""#) {
+                if !opened[i].swap(true, Ordering::Relaxed) {
+                    connected.fetch_add(1, Ordering::Relaxed);
                 }
-                if stop.load(Ordering::Relaxed) {
-                    break;
+            } else if text.contains("fanout ") {
+                let frame: Value = serde_json::from_str(text).unwrap_or_default();
+                let body = frame["event"]["data"]["message"]["content"]["text"].as_str().unwrap_or_default();
+                if let Some(sent) = body.strip_prefix("fanout ").and_then(|m| m.parse::<u64>().ok()) {
+                    let now = t0.elapsed().as_micros() as u64;
+                    if let Ok(mut h) = histogram.lock() {
+                        let _ = h.record(now.saturating_sub(sent).max(1));
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if !stop.load(Ordering::Relaxed) {
-                closed.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while connected.load(Ordering::Relaxed) + closed.load(Ordering::Relaxed) < customers.len() as u64
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let connect_secs = connect_started.elapsed().as_secs_f64();
+        })
+    };
+    let connect_secs = sockets.opened(&connected).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Post at a fixed rate: a batch every 10 ms.
@@ -207,7 +172,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let rss = rss_kib(&server_pid);
-    stop.store(true, Ordering::Relaxed);
+    let closed = sockets.closed.load(Ordering::Relaxed);
+    sockets.stop();
     let h = histogram.lock().map(|h| h.clone()).map_err(|_| "histogram poisoned".to_string())?;
     let (posted, acknowledged, received) =
         (posted.load(Ordering::Relaxed), acknowledged.load(Ordering::Relaxed), received.load(Ordering::Relaxed));
@@ -216,7 +182,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "machine": machine(),
         "parameters": {"subscribers": args.subscribers, "rate_per_second": args.rate, "seconds": args.seconds, "durability": args.durability},
         "subscribers_connected": connected.load(Ordering::Relaxed),
-        "subscribers_closed_early": closed.load(Ordering::Relaxed),
+        "subscribers_closed_early": closed,
         "setup_seconds": {"customers": (made_in * 10.0).round() / 10.0, "connect": (connect_secs * 10.0).round() / 10.0},
         "messages_posted": posted,
         "messages_acknowledged": acknowledged,
@@ -229,8 +195,5 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         "cpu_seconds": {"server": cpu_between(server_cpu0, server_cpu1), "generator": cpu_between(own_cpu0, own_cpu1)},
     });
     report(&args, &result)?;
-    for r in readers {
-        r.abort();
-    }
     Ok(())
 }

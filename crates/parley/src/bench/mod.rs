@@ -12,6 +12,8 @@ mod connections;
 mod fanout;
 mod ingest;
 mod log;
+mod queue;
+mod sockets;
 mod triggers;
 mod webhooks;
 use serde_json::{json, Value};
@@ -39,6 +41,10 @@ pub enum Scenario {
     /// A log of E events (`--events`, written straight into the store first), then pages by
     /// conversation and by time range, and a full NDJSON export, over HTTP.
     Log,
+    /// N customers waiting in one queue with live sockets (`--subscribers`); the conversation at
+    /// the head ends R times a second (`--rate`): the time until each socket hears its new
+    /// position, and the server's CPU per end.
+    Queue,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +259,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         Scenario::Fanout => fanout::run(args).await,
         Scenario::Connections => connections::run(args).await,
         Scenario::Log => log::run(args).await,
+        Scenario::Queue => queue::run(args).await,
     }
 }
 
