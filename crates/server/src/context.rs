@@ -48,4 +48,6 @@ pub struct Services {
     pub presence: Arc<Presence>,
     pub sockets: SocketConfig,
     pub webhooks: Arc<crate::webhooks::Sender>,
+    /// Each account's queue as waiting customers' sockets see it, read once per change.
+    pub queue_views: Arc<crate::queue_views::QueueViews>,
 }

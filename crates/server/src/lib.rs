@@ -19,6 +19,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod openapi;
 pub mod presence;
+pub mod queue_views;
 pub mod router;
 mod routes;
 pub mod scheduler;

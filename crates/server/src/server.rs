@@ -172,6 +172,7 @@ impl RunningServer {
             presence,
             sockets: crate::ws::SocketConfig { ping_every: config.ws_ping, outbox: config.ws_outbox },
             webhooks,
+            queue_views: Arc::default(),
         });
         if config.audit_consumer {
             let runner = crate::consumers::Runner {

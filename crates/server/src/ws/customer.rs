@@ -25,6 +25,7 @@ use crate::context::ApiContext;
 use crate::customer_feeds::is_signal;
 use crate::extract::Params;
 use crate::hub::Live;
+use crate::queue_views::QueueView;
 use crate::tail::{Step, Tail};
 
 /// The events a customer sees; the rest (tags, transfers, triggers…) is the business's.
@@ -69,8 +70,14 @@ struct Standing {
     estimated_wait: Option<WaitEstimate>,
 }
 
-/// Each of the customer's waiting conversations and where it stands.
-fn standings(r: &dyn Reads, session: &SdkSession, now: Timestamp) -> Result<HashMap<Uuid, Standing>, StoreError> {
+/// Each of the customer's waiting conversations and where it stands, from the account's queue
+/// as read once for every socket (`queue_views.rs`); one it does not hold is counted here.
+fn standings(
+    r: &dyn Reads,
+    session: &SdkSession,
+    queue: &QueueView,
+    now: Timestamp,
+) -> Result<HashMap<Uuid, Standing>, StoreError> {
     let filter = ConversationFilter {
         customer_id: Some(session.customer_id),
         integration_id: Some(session.integration_id),
@@ -80,8 +87,14 @@ fn standings(r: &dyn Reads, session: &SdkSession, now: Timestamp) -> Result<Hash
     };
     let mut out = HashMap::new();
     for c in r.conversations(session.account_id, &filter)?.into_iter().filter(|c| c.is_waiting()) {
-        let position = r.queue_position(session.account_id, &c)?;
-        let estimated_wait = group_estimate(r, session.account_id, c.group_id, now)?;
+        let position = match queue.position(c.id) {
+            Some(position) => position,
+            None => r.queue_position(session.account_id, &c)?,
+        };
+        let estimated_wait = match queue.estimate(c.group_id) {
+            Some(estimate) => estimate,
+            None => group_estimate(r, session.account_id, c.group_id, now)?,
+        };
         out.insert(c.id, Standing { position, estimated_wait });
     }
     Ok(out)
@@ -201,15 +214,28 @@ impl CustomerSocket {
 
     /// Sends a `queue` frame for each waiting conversation whose position or estimate moved,
     /// and one with `position: null` for each that left the queue.
-    async fn refresh_queue(&mut self, out: &Outbox) -> Result<(), Close> {
+    /// `seq`: the log position the answer must reflect (the signal's, or what the socket has seen).
+    async fn refresh_queue(&mut self, out: &Outbox, seq: i64) -> Result<(), Close> {
         let session = self.session.clone();
         let now = crate::routes::now();
-        let fresh = self
+        let queue = self
             .ctx
-            .store
-            .read(move |r| standings(r, &session, now))
+            .queue_views
+            .at_least(&self.ctx.store, session.account_id, seq, now)
             .await
             .map_err(|_| Close::error("store unavailable"))?;
+        let fresh = match queue.of_customer(session.customer_id, session.integration_id) {
+            Some(mine) => mine
+                .into_iter()
+                .map(|(c, position, estimated_wait)| (c, Standing { position, estimated_wait }))
+                .collect(),
+            None => self
+                .ctx
+                .store
+                .read(move |r| standings(r, &session, &queue, now))
+                .await
+                .map_err(|_| Close::error("store unavailable"))?,
+        };
         let mut frames = Vec::new();
         for (conversation, standing) in &fresh {
             if self.queue.get(conversation) != Some(standing) {
@@ -319,7 +345,7 @@ impl SocketSession for CustomerSocket {
             self.unread(conversation, out, false).await?;
         }
         self.refresh_availability(out).await?;
-        self.refresh_queue(out).await
+        self.refresh_queue(out, self.tail.seen).await
     }
 
     async fn client(&mut self, frame: Value, out: &Outbox) -> Result<(), Close> {
@@ -344,7 +370,7 @@ impl SocketSession for CustomerSocket {
                 }
                 let own = entry.conversation_id.is_some_and(|c| self.conversations.contains(&c));
                 if own || !self.queue.is_empty() {
-                    self.refresh_queue(out).await?;
+                    self.refresh_queue(out, entry.seq).await?;
                 }
                 Ok(())
             }
@@ -398,7 +424,7 @@ impl SocketSession for CustomerSocket {
                 // Only a customer who waits (or whose conversation just moved) looks the queue up;
                 // a routed socket hears these on its signals feed.
                 if !self.routed && is_signal(&entry) && (own || !self.queue.is_empty()) {
-                    self.refresh_queue(out).await?;
+                    self.refresh_queue(out, entry.seq).await?;
                 }
                 Ok(())
             }
