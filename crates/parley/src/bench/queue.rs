@@ -28,17 +28,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             "`queue` ends --rate × --seconds conversations ({ends}): that must be at least 1 and fewer than --subscribers ({n})"
         ));
     }
-    raise_fd_limit(n as u64 + 2048)?;
-    let server = start_server(&args)?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().map_err(|e| e.to_string())?;
-    let base = server.url.clone();
-    let key = bench_account(&http, &base).await?;
     if n > 10_000 {
         return Err(
             "`queue` reads the queue's order from `GET /v1/queue`, which lists 10,000: --subscribers at most 10000"
                 .into(),
         );
     }
+    raise_fd_limit(n as u64 + 2048)?;
+    let server = start_server(&args)?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().map_err(|e| e.to_string())?;
+    let base = server.url.clone();
+    let key = bench_account(&http, &base).await?;
     let mut waiting = customers(&http, &base, &key, n, true).await?;
     // The customers in the queue's order (they wrote concurrently).
     let queue = json_of(http.get(format!("{base}/v1/queue")).bearer_auth(&key)).await?;

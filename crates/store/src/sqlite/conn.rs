@@ -172,6 +172,15 @@ fn kept_doc<T: Kept>(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<T>>
     Ok(found)
 }
 
+/// Where the conversation `id` waits as stored: from the writer's cache when it holds the
+/// conversation (it does after the command loaded it), else from its row.
+fn stored_place(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<Place>> {
+    match on.cache().and_then(|cache| cache.borrow_mut().get::<Conversation>(account, id)) {
+        Some(stored) => Ok(Place::of(account, &stored)),
+        None => Ok(Place::stored(on.conn(), account, id)?),
+    }
+}
+
 fn in_list(column: &str, n: usize, first_param: usize) -> String {
     let marks: Vec<String> = (0..n).map(|i| format!("?{}", first_param + i)).collect();
     format!("{column} IN ({})", marks.join(", "))
@@ -277,7 +286,8 @@ impl<T: HasConn> Reads for T {
 
     fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
         if let Some(queues) = self.queues() {
-            return Ok(queues.borrow_mut().ahead_of(self.conn(), account, c)? + 1);
+            let stored = stored_place(self, account, c.id)?;
+            return Ok(queues.borrow_mut().ahead_of(self.conn(), account, c, stored)? + 1);
         }
         let queued = c.queued_at.unwrap_or(c.created_at).millis();
         Ok(self
@@ -646,7 +656,7 @@ impl WriteConn<'_> {
         if only_body > 0 {
             return Ok(());
         }
-        let before = Place::stored(self.db, account, c.id)?;
+        let before = stored_place(self, account, c.id)?;
         self.db
             .prepare_cached(
                 "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, assignee_id, group_id,

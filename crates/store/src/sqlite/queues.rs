@@ -96,8 +96,15 @@ impl Queues {
     }
 
     /// The conversations ahead of `c` in its queue (were it waiting, queued at `c.queued_at`, or
-    /// at its creation without one), as the reader's `COUNT(*)` has them.
-    pub(crate) fn ahead_of(&mut self, db: &Connection, account: Uuid, c: &Conversation) -> rusqlite::Result<i64> {
+    /// at its creation without one), as the reader's `COUNT(*)` has them. `stored`: where `c`
+    /// waits as stored.
+    pub(crate) fn ahead_of(
+        &mut self,
+        db: &Connection,
+        account: Uuid,
+        c: &Conversation,
+        stored: Option<Place>,
+    ) -> rusqlite::Result<i64> {
         let queue = (account, c.group_id);
         let queued = c.queued_at.unwrap_or(c.created_at).millis();
         let counts = match self.counted.get(&queue) {
@@ -119,7 +126,7 @@ impl Queues {
             .query_row(params![account, c.group_id, c.priority, queued, c.id], |r| r.get(0))?;
         // The conversation itself is never ahead of itself; the counts hold it if it waits in this
         // queue, and `behind` only when it stands at or after `queued` at its own priority.
-        let itself = match Place::stored(db, account, c.id)? {
+        let itself = match stored {
             Some(p) if p.queue == queue => {
                 p.priority > c.priority || (p.priority == c.priority && p.queued_at.is_some_and(|q| q < queued))
             }
