@@ -463,6 +463,135 @@ async fn routing_state_reads_the_same_on_every_backend() {
     }
 }
 
+/// A page of the log by conversation is exactly the account's log filtered: whatever the
+/// conversations (one, several, repeated), the position, the page size, the types and the time
+/// range, including pages that start or end between two of a conversation's marks.
+#[tokio::test]
+async fn a_page_of_the_log_by_conversation_is_the_accounts_log_filtered() {
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, first) = seed(store.as_ref()).await;
+        let integration =
+            store.read(move |r| r.conversation(account, first)).await.expect("read").expect("seeded").integration_id;
+        let mut conversations = vec![first];
+        for name in ["b", "c"] {
+            let customer = CustomerRef { external_id: Some(name.into()), ..Default::default() };
+            let made = store
+                .write(move |tx| {
+                    conversations::create_conversation(tx, account, integration, customer, Actor::system())
+                })
+                .await
+                .expect("conversation");
+            conversations.push(made.id);
+        }
+        // 400 events over the three conversations, unevenly, with a tag change now and then;
+        // a few commands write to two conversations at once.
+        let limits = Arc::new(Limits { tags_per_conversation: 1000, ..Limits::default() });
+        let mut state = 17u64;
+        for i in 0..200u64 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let (one, other) = (conversations[(state >> 33) as usize % 3], conversations[(state >> 40) as usize % 2]);
+            let limits = limits.clone();
+            store
+                .write(move |tx| {
+                    messages::send_message(
+                        tx,
+                        account,
+                        one,
+                        customer_text(&format!("m{i}")),
+                        Actor::system(),
+                        &limits,
+                    )?;
+                    if i % 5 == 0 {
+                        conversations::change_tags(
+                            tx,
+                            account,
+                            other,
+                            &[format!("t{i}")],
+                            &[],
+                            Actor::system(),
+                            &limits,
+                        )?;
+                    }
+                    if i % 3 == 0 {
+                        messages::send_message(tx, account, other, customer_text("also"), Actor::system(), &limits)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .expect("write");
+        }
+        let everything = store
+            .read(move |r| r.log(account, &LogQuery { limit: 100_000, ..LogQuery::default() }))
+            .await
+            .expect("the account's log");
+        let at = |fraction: usize| everything[everything.len() * fraction / 4].clone();
+        let ranges = [
+            (None, None),
+            (Some(at(1).occurred_at), None),
+            (None, Some(at(2).occurred_at)),
+            (Some(at(1).occurred_at), Some(at(3).occurred_at)),
+        ];
+        let (a, b, c) = (conversations[0], conversations[1], conversations[2]);
+        let sets = [vec![a], vec![b], vec![b, c], vec![c, a, c], vec![a, b, c]];
+        let kinds =
+            [vec![], vec![EventType::MessageReceived], vec![EventType::TagsChanged, EventType::ConversationCreated]];
+        let mut checked = 0;
+        for ids in &sets {
+            for types in &kinds {
+                for (since, until) in ranges {
+                    for after in [0, at(1).seq, at(2).seq + 1, at(3).seq, everything.len() as i64 + 5] {
+                        for limit in [1, 7, 16, 17, 100] {
+                            let q = LogQuery {
+                                conversation_ids: ids.clone(),
+                                since,
+                                until,
+                                types: types.clone(),
+                                after,
+                                limit,
+                            };
+                            let expected: Vec<i64> = everything
+                                .iter()
+                                .filter(|e| e.seq > after && q.matches(e))
+                                .take(limit)
+                                .map(|e| e.seq)
+                                .collect();
+                            let page = store.read(move |r| r.log(account, &q)).await.expect("page");
+                            let got: Vec<i64> = page.iter().map(|e| e.seq).collect();
+                            assert_eq!(got, expected, "{ids:?} {types:?} {since:?}..{until:?} after {after}, {limit}");
+                            checked += usize::from(!expected.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "most queries find something ({checked})");
+        // Paged through 7 at a time, a conversation's log is all of its events, once each.
+        let mut seen = Vec::new();
+        loop {
+            let q = LogQuery {
+                conversation_ids: vec![b],
+                after: seen.last().copied().unwrap_or(0),
+                limit: 7,
+                ..LogQuery::default()
+            };
+            let page = store.read(move |r| r.log(account, &q)).await.expect("page");
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page.iter().map(|e| e.seq));
+        }
+        let all_of_b: Vec<i64> = everything.iter().filter(|e| e.conversation_id == Some(b)).map(|e| e.seq).collect();
+        assert!(all_of_b.len() > 100);
+        assert_eq!(seen, all_of_b);
+        // Another account's conversation reads as nothing.
+        let (stranger, _) = seed(store.as_ref()).await;
+        let q = LogQuery { conversation_ids: vec![a], limit: 100, ..LogQuery::default() };
+        assert!(store.read(move |r| r.log(stranger, &q)).await.expect("page").is_empty());
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_long_conversation_reads_its_messages_by_any_window() {
     for backend in backends() {

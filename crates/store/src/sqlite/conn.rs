@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cache::{Kept, WriterCache};
+use super::chains;
 use super::messages;
 use super::queues::{Place, Queues};
 use super::seqs::{self, Seqs};
@@ -122,7 +123,7 @@ fn page_of<T: DeserializeOwned>(db: &Connection, table: &str, account: Uuid, pag
     docs(db, &sql, &[&account, &page.after_id, &(page.limit as i64)])
 }
 
-fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
+pub(super) fn log_entry(row: &Row) -> rusqlite::Result<LogEntry> {
     let type_name: String = row.get(2)?;
     let event_type = EventType::parse(&type_name).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -339,18 +340,15 @@ impl<T: HasConn> Reads for T {
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
-        // Left to itself the planner walks the whole log in `seq` order and filters, which is
-        // linear in the log's size. A page by conversation reads that conversation's index in
-        // `seq` order; a page by time reads the time index — in `occurred_at, seq` order, which
-        // is `seq` order (the commit clock never runs backwards) — so either stops at `limit`.
-        let by_time = q.conversation_ids.is_empty() && (q.since.is_some() || q.until.is_some());
-        let index = if !q.conversation_ids.is_empty() {
-            "INDEXED BY events_conversation"
-        } else if by_time {
-            "INDEXED BY events_time"
-        } else {
-            ""
-        };
+        // A page by conversation walks the conversations' chains (`chains.rs`). Left to itself
+        // the planner walks the whole log in `seq` order and filters, which is linear in the
+        // log's size; a page by time reads the time index — in `occurred_at, seq` order, which
+        // is `seq` order (the commit clock never runs backwards) — so it stops at `limit`.
+        if !q.conversation_ids.is_empty() {
+            return chains::log(self.conn(), account, q);
+        }
+        let by_time = q.since.is_some() || q.until.is_some();
+        let index = if by_time { "INDEXED BY events_time" } else { "" };
         let mut sql = format!(
             "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events {index}
              WHERE account_id = ?1 AND seq > ?2"
@@ -360,11 +358,6 @@ impl<T: HasConn> Reads for T {
         let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
         let limit = q.limit as i64;
         let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
-        if !q.conversation_ids.is_empty() {
-            sql.push_str(" AND ");
-            sql.push_str(&in_list("conversation_id", q.conversation_ids.len(), args.len() + 1));
-            args.extend(q.conversation_ids.iter().map(|c| c as &dyn ToSql));
-        }
         if let Some(s) = &since {
             sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
             args.push(s);
@@ -841,6 +834,8 @@ impl Tx for WriteConn<'_> {
                 None
             }
         };
+        let link = event.conversation_id.map(|c| chains::next_link(self.db, account, c)).transpose()?;
+        let (conversation_prev, conversation_n) = (link.and_then(|l| l.0), link.map(|l| l.1));
         let null = rusqlite::types::Null;
         let [message_seq, message_id, client_message_id, author_type, author_id] = match &message {
             Some(m) => m.columns(),
@@ -858,7 +853,9 @@ impl Tx for WriteConn<'_> {
             message_id,
             client_message_id,
             author_type,
-            author_id
+            author_id,
+            conversation_prev,
+            conversation_n
         ]);
         match inserted {
             Err(e) if message.is_some() && unique_violation(&e) => {
@@ -869,6 +866,9 @@ impl Tx for WriteConn<'_> {
             }
             other => other?,
         };
+        if let (Some(conversation), Some(n)) = (event.conversation_id, conversation_n) {
+            chains::advance(self.db, conversation, seq, n)?;
+        }
         self.appended.push(LogEntry::of(&event, json));
         Ok(event)
     }

@@ -24,20 +24,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::chains;
 use crate::model::{MessageWindow, ReaderRef};
 use crate::StoreError;
 
 type R<T> = Result<T, StoreError>;
-
-// The statements are literals put together at compile time: the message paths run often, and
-// `prepare_cached` then finds each without a string built per call.
-
-/// The conversation's (`?1`) account, for the indexes that begin with it.
-macro_rules! account {
-    () => {
-        "(SELECT account_id FROM conversations WHERE id = ?1)"
-    };
-}
 
 /// A mark: the condition of `events_message_marks` (marks are messages 1, 65, 129, …), word
 /// for word, as the planner needs it to use that partial index.
@@ -47,57 +38,23 @@ macro_rules! mark {
     };
 }
 
-/// The log position to walk forward from to reach message `?2 + 1`: the last mark at or before
-/// it (0 when there is none).
-macro_rules! from_mark_before {
-    () => {
-        concat!(
-            "COALESCE((SELECT seq FROM events INDEXED BY events_message_marks WHERE account_id = ",
-            account!(),
-            " AND conversation_id = ?1 AND ",
-            mark!(),
-            " AND message_seq <= ?2 + 1 ORDER BY message_seq DESC LIMIT 1), 0)"
-        )
-    };
-}
-
-/// Messages after `?2`, the first `?3` of them.
-const AFTER: &str = concat!(
-    "SELECT body FROM events INDEXED BY events_conversation WHERE account_id = ",
-    account!(),
-    " AND conversation_id = ?1 AND seq >= ",
-    from_mark_before!(),
-    " AND message_seq > ?2 ORDER BY seq LIMIT ?3"
-);
-
-/// Messages before `?2`, the last `?3` of them (newest first), walked backwards from the first
-/// mark at or after message `?2`.
-const BEFORE: &str = concat!(
-    "SELECT body FROM events INDEXED BY events_conversation WHERE account_id = ",
-    account!(),
-    " AND conversation_id = ?1 AND seq <= COALESCE((SELECT seq FROM events INDEXED BY events_message_marks",
-    " WHERE account_id = ",
-    account!(),
-    " AND conversation_id = ?1 AND ",
+/// The event of the first mark at or after message `?3` of conversation `?2` (in account `?1`).
+const MARK_AT_OR_AFTER: &str = concat!(
+    "SELECT seq FROM events INDEXED BY events_message_marks WHERE account_id = ?1 AND conversation_id = ?2 AND ",
     mark!(),
-    " AND message_seq >= ?2 ORDER BY message_seq LIMIT 1), 9223372036854775807)",
-    " AND message_seq < ?2 ORDER BY seq DESC LIMIT ?3"
+    " AND message_seq >= ?3 ORDER BY message_seq LIMIT 1"
 );
 
-/// Messages after `?2` not written by the reader (`?3`, `?4`).
-const UNREAD: &str = concat!(
-    "SELECT COUNT(*) FROM events INDEXED BY events_conversation WHERE account_id = ",
-    account!(),
-    " AND conversation_id = ?1 AND seq >= ",
-    from_mark_before!(),
-    " AND message_seq > ?2 AND NOT (author_type = ?3 AND author_id IS ?4)"
-);
+/// One event of a conversation's chain, with what a message read needs of it (its link last).
+const CHAIN_EVENT: &str = "SELECT body, message_seq, author_type, author_id, conversation_prev
+     FROM events WHERE account_id = ?1 AND seq = ?2";
 
 /// An event's row, with the message's columns last (NULL for an event that carries none).
+/// The conversation's link (`sqlite/chains.rs`) after them.
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
-        message_seq, message_id, client_message_id, author_type, author_id)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+        message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 /// A message stored by `insert_message`, waiting for the event that carries it.
 #[derive(Debug)]
@@ -157,12 +114,6 @@ fn one(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Option<Message>> {
     Ok(db.prepare_cached(sql)?.query_row(args, message).optional()?)
 }
 
-fn all(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Vec<Message>> {
-    let mut stmt = db.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, message)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 pub(super) fn by_id(db: &Connection, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
     one(
         db,
@@ -181,23 +132,69 @@ pub(super) fn by_client_id(db: &Connection, conversation: Uuid, client_message_i
 }
 
 pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow, limit: usize) -> R<Vec<Message>> {
+    let Some(head) = chains::head(db, conversation)? else { return Ok(Vec::new()) };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let limit = limit as i64;
+    let mut page = Vec::new();
     match window {
-        MessageWindow::First => all(db, AFTER, &[&conversation, &0i64, &limit]),
-        MessageWindow::After(seq) => all(db, AFTER, &[&conversation, &seq, &limit]),
-        MessageWindow::Before(seq) => {
-            let mut page = all(db, BEFORE, &[&conversation, &seq, &limit])?;
-            page.reverse();
-            Ok(page)
+        MessageWindow::First | MessageWindow::After(_) => {
+            let after = match window {
+                MessageWindow::After(seq) => seq,
+                _ => 0,
+            };
+            let upto = after.saturating_add(limit);
+            // From the first mark past the page (at most 64 messages past it), or the last event.
+            let from = mark_at_or_after(db, &head, conversation, upto.saturating_add(1))?.or(head.last);
+            chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
+                let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
+                if seq <= upto && seq > after {
+                    page.push(message(row)?);
+                }
+                Ok(seq > after + 1)
+            })?;
+        }
+        MessageWindow::Before(before) => {
+            let from = mark_at_or_after(db, &head, conversation, before)?.or(head.last);
+            chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
+                let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
+                if seq < before {
+                    page.push(message(row)?);
+                }
+                Ok((page.len() as i64) < limit)
+            })?;
         }
     }
+    page.reverse();
+    Ok(page)
 }
 
-/// Messages after `read` (a message seq) not written by `reader`.
-pub(super) fn count_unread(db: &Connection, conversation: Uuid, read: i64, reader: ReaderRef) -> R<i64> {
+/// The event of the first message mark at or after message `message_seq`.
+fn mark_at_or_after(db: &Connection, head: &chains::Head, conversation: Uuid, message_seq: i64) -> R<Option<i64>> {
     Ok(db
-        .prepare_cached(UNREAD)?
-        .query_row(params![conversation, read, reader.kind.as_str(), reader.id], |r| r.get(0))?)
+        .prepare_cached(MARK_AT_OR_AFTER)?
+        .query_row(params![head.account, conversation, message_seq], |r| r.get(0))
+        .optional()?)
+}
+
+/// Messages after `read` (a message seq) not written by `reader`: walked back from the last.
+pub(super) fn count_unread(db: &Connection, conversation: Uuid, read: i64, reader: ReaderRef) -> R<i64> {
+    let Some(head) = chains::head(db, conversation)? else { return Ok(0) };
+    let mut unread = 0;
+    chains::walk_back(db, CHAIN_EVENT, head.account, head.last, 0, |row| {
+        let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
+        if seq <= read {
+            return Ok(false);
+        }
+        let author_type: Option<String> = row.get(2)?;
+        let author_id: Option<Uuid> = row.get(3)?;
+        if !(author_type.as_deref() == Some(reader.kind.as_str()) && author_id == Some(reader.id)) {
+            unread += 1;
+        }
+        Ok(true)
+    })?;
+    Ok(unread)
 }
 
 #[cfg(test)]
@@ -207,6 +204,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::model::LogQuery;
     use crate::sqlite::schema;
 
     fn text(conversation: Uuid, seq: i64, client_message_id: Option<&str>) -> Message {
@@ -223,9 +221,9 @@ mod tests {
 
     /// A database written before messages moved into the log keeps every message.
     #[test]
-    fn messages_of_the_old_table_are_read_from_the_log_after_the_migration() {
+    fn messages_of_the_old_table_are_read_from_the_log_and_linked_after_the_migrations() {
         let mut db = Connection::open_in_memory().expect("open");
-        schema::migrate_to(&mut db, schema::VERSION - 1).expect("the schema before");
+        schema::migrate_to(&mut db, schema::VERSION - 2).expect("the schema before");
         let (account, conversation) = (Uuid::now_v7(), Uuid::now_v7());
         db.execute(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)
@@ -233,6 +231,13 @@ mod tests {
             params![conversation, account, Uuid::now_v7(), Uuid::now_v7()],
         )
         .expect("conversation");
+        let other = Uuid::now_v7();
+        db.execute(
+            "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)
+             VALUES (?1, ?2, ?3, ?4, 'open', 0, '{}')",
+            params![other, account, Uuid::now_v7(), Uuid::now_v7()],
+        )
+        .expect("another conversation");
         let sent = [text(conversation, 1, None), text(conversation, 2, Some("c2")), text(conversation, 3, None)];
         let mut seq = 0;
         for m in &sent {
@@ -250,13 +255,16 @@ mod tests {
                 params![conversation, m.seq, m.id, account, m.client_message_id, serde_json::to_string(m).expect("json")],
             )
             .expect("message");
-            seq += 1;
-            db.execute(
-                "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
-                 VALUES (?1, ?2, ?3, 'tags_changed', ?2, ?4, '{}')",
-                params![account, seq, Uuid::now_v7(), conversation],
-            )
-            .expect("another event");
+            // Another event of this conversation, then one of the other.
+            for c in [conversation, other] {
+                seq += 1;
+                db.execute(
+                    "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body)
+                     VALUES (?1, ?2, ?3, 'tags_changed', ?2, ?4, '{}')",
+                    params![account, seq, Uuid::now_v7(), c],
+                )
+                .expect("another event");
+            }
         }
         schema::migrate(&mut db).expect("migrates");
 
@@ -268,6 +276,14 @@ mod tests {
         assert_eq!(by_client_id(&db, conversation, "c2").expect("read"), Some(sent[1].clone()));
         let agent = ReaderRef { kind: AuthorType::Agent, id: Uuid::now_v7() };
         assert_eq!(count_unread(&db, conversation, 1, agent).expect("count"), 2);
+        // Each conversation's events are linked, in order, and its row knows its last.
+        for (c, seqs) in [(conversation, vec![1, 2, 4, 5, 7, 8]), (other, vec![3, 6, 9])] {
+            let q = LogQuery { conversation_ids: vec![c], limit: 100, ..LogQuery::default() };
+            let log = chains::log(&db, account, &q).expect("log");
+            assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+            let head = chains::head(&db, c).expect("head").expect("stored");
+            assert_eq!((head.last, head.count), (seqs.last().copied(), seqs.len() as i64));
+        }
         let left: i64 = db
             .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'messages'", [], |r| r.get(0))
             .expect("schema");

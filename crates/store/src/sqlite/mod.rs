@@ -9,6 +9,7 @@
 //! blocking thread pool, each read in its own snapshot.
 
 mod cache;
+mod chains;
 mod checkpointer;
 mod conn;
 mod messages;

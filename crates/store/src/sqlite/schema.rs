@@ -272,6 +272,27 @@ CREATE INDEX events_message_id ON events (message_id) WHERE message_id IS NOT NU
 CREATE UNIQUE INDEX events_client_message ON events (conversation_id, client_message_id)
     WHERE client_message_id IS NOT NULL;
 "#,
+    // Each conversation's events linked newest to oldest instead of indexed by conversation
+    // (`sqlite/chains.rs`). `events_conversation_marks`' condition is `chains::mark!()`, word
+    // for word.
+    r#"
+ALTER TABLE events ADD COLUMN conversation_prev INTEGER;
+ALTER TABLE events ADD COLUMN conversation_n INTEGER;
+ALTER TABLE conversations ADD COLUMN last_event_seq INTEGER;
+ALTER TABLE conversations ADD COLUMN event_count INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET conversation_prev = w.prev, conversation_n = w.n
+FROM (SELECT account_id, seq,
+        LAG(seq) OVER (PARTITION BY account_id, conversation_id ORDER BY seq) AS prev,
+        ROW_NUMBER() OVER (PARTITION BY account_id, conversation_id ORDER BY seq) AS n
+      FROM events WHERE conversation_id IS NOT NULL) AS w
+WHERE events.account_id = w.account_id AND events.seq = w.seq;
+UPDATE conversations SET last_event_seq = h.last, event_count = h.n
+FROM (SELECT account_id, conversation_id, MAX(seq) AS last, COUNT(*) AS n
+      FROM events WHERE conversation_id IS NOT NULL GROUP BY account_id, conversation_id) AS h
+WHERE conversations.id = h.conversation_id AND conversations.account_id = h.account_id;
+DROP INDEX events_conversation;
+CREATE INDEX events_conversation_marks ON events (account_id, conversation_id, seq) WHERE conversation_n % 16 = 1;
+"#,
 ];
 
 /// The schema version this binary brings a database to.
