@@ -491,9 +491,10 @@ async fn a_page_of_the_log_by_conversation_is_the_accounts_log_filtered() {
         for i in 0..200u64 {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let (one, other) = (conversations[(state >> 33) as usize % 3], conversations[(state >> 40) as usize % 2]);
-            let limits = limits.clone();
+            let written = limits.clone();
             store
                 .write(move |tx| {
+                    let limits = written;
                     messages::send_message(
                         tx,
                         account,
@@ -520,6 +521,17 @@ async fn a_page_of_the_log_by_conversation_is_the_accounts_log_filtered() {
                 })
                 .await
                 .expect("write");
+            if i % 37 == 0 {
+                // A command that appends to a conversation and then fails leaves no link behind.
+                let limits = limits.clone();
+                let refused = store
+                    .write(move |tx| {
+                        messages::send_message(tx, account, one, customer_text("undone"), Actor::system(), &limits)?;
+                        Err::<(), _>(StoreError::not_found("something"))
+                    })
+                    .await;
+                assert!(refused.is_err());
+            }
         }
         let everything = store
             .read(move |r| r.log(account, &LogQuery { limit: 100_000, ..LogQuery::default() }))

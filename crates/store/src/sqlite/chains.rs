@@ -23,6 +23,8 @@
 //! Links are never changed once written (the log is append-only), so a walk that reads the
 //! head and then the events in separate statements sees a consistent chain.
 
+use std::collections::HashMap;
+
 use parley_core::Uuid;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -44,6 +46,7 @@ macro_rules! mark {
 const MARKS_AT_ONCE: usize = 8;
 
 /// Where a conversation's chain ends.
+#[derive(Clone, Copy)]
 pub(super) struct Head {
     pub account: Uuid,
     /// The conversation's last event; `None` before its first.
@@ -60,20 +63,49 @@ pub(super) fn head(db: &Connection, conversation: Uuid) -> R<Option<Head>> {
         .optional()?)
 }
 
-/// The link a new event of `conversation` (in `account`) carries: its previous event and its
-/// number.
-pub(super) fn next_link(db: &Connection, account: Uuid, conversation: Uuid) -> R<(Option<i64>, i64)> {
-    match head(db, conversation)? {
-        Some(h) if h.account == account => Ok((h.last, h.count + 1)),
-        _ => Err(StoreError::Backend(format!("an event of conversation {conversation}, which is not stored"))),
-    }
-}
+/// Past this many conversations, the writer's heads start over empty (as its documents do).
+const MAX_HEADS: usize = 16_384;
 
-/// Makes event `seq`, number `n` of `conversation`, its last.
-pub(super) fn advance(db: &Connection, conversation: Uuid, seq: i64, n: i64) -> R<()> {
-    db.prepare_cached("UPDATE conversations SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1")?
-        .execute(params![conversation, seq, n])?;
-    Ok(())
+/// The heads of the conversations the writer appended to, so that appending reads no row:
+/// kept, like the writer's documents (`cache.rs`), only while nothing else can have moved them —
+/// forgotten with the rest of the writer's memory when a command is undone, a batch lost, or
+/// another connection committed.
+#[derive(Default)]
+pub(crate) struct Heads(HashMap<Uuid, Head>);
+
+impl Heads {
+    pub(crate) fn forget(&mut self) {
+        self.0.clear();
+    }
+
+    /// The link a new event of `conversation` (in `account`) carries: its previous event and
+    /// its number.
+    pub(super) fn next_link(&mut self, db: &Connection, account: Uuid, conversation: Uuid) -> R<(Option<i64>, i64)> {
+        let head = match self.0.get(&conversation) {
+            Some(h) => Some(*h),
+            None => head(db, conversation)?,
+        };
+        match head {
+            Some(h) if h.account == account => Ok((h.last, h.count + 1)),
+            _ => Err(StoreError::Backend(format!("an event of conversation {conversation}, which is not stored"))),
+        }
+    }
+
+    /// Makes event `seq`, number `n` of `conversation` (in `account`), its last.
+    pub(super) fn advance(&mut self, db: &Connection, account: Uuid, conversation: Uuid, seq: i64, n: i64) -> R<()> {
+        let written = db
+            .prepare_cached("UPDATE conversations SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1")?
+            .execute(params![conversation, seq, n]);
+        if written.is_err() {
+            self.0.remove(&conversation);
+        }
+        written?;
+        if self.0.len() >= MAX_HEADS && !self.0.contains_key(&conversation) {
+            self.0.clear();
+        }
+        self.0.insert(conversation, Head { account, last: Some(seq), count: n });
+        Ok(())
+    }
 }
 
 /// Walks a chain back from event `from` (of `account`) through every event with a `seq` above
@@ -95,6 +127,11 @@ pub(super) fn walk_back(
             .query_row(params![account, seq], |row| Ok((row.get::<_, Option<i64>>(prev_column)?, visit(row)?)))
             .optional()?;
         match step {
+            // Links only go back: a damaged file that links forward or to itself is an error,
+            // not an endless walk.
+            Some((Some(prev), _)) if prev >= seq => {
+                return Err(StoreError::Backend(format!("event {seq} of the log links forward, to {prev}")))
+            }
             Some((prev, true)) => at = prev,
             Some((_, false)) => break,
             None => {

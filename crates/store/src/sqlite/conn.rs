@@ -834,8 +834,14 @@ impl Tx for WriteConn<'_> {
                 None
             }
         };
-        let link = event.conversation_id.map(|c| chains::next_link(self.db, account, c)).transpose()?;
+        let link = match event.conversation_id {
+            Some(c) => Some(self.memory.heads.borrow_mut().next_link(self.db, account, c)?),
+            None => None,
+        };
         let (conversation_prev, conversation_n) = (link.and_then(|l| l.0), link.map(|l| l.1));
+        if conversation_prev.is_some_and(|prev| prev >= seq) {
+            return Err(StoreError::Backend(format!("event {seq} would link forward, to {conversation_prev:?}")));
+        }
         let null = rusqlite::types::Null;
         let [message_seq, message_id, client_message_id, author_type, author_id] = match &message {
             Some(m) => m.columns(),
@@ -867,7 +873,7 @@ impl Tx for WriteConn<'_> {
             other => other?,
         };
         if let (Some(conversation), Some(n)) = (event.conversation_id, conversation_n) {
-            chains::advance(self.db, conversation, seq, n)?;
+            self.memory.heads.borrow_mut().advance(self.db, account, conversation, seq, n)?;
         }
         self.appended.push(LogEntry::of(&event, json));
         Ok(event)

@@ -255,6 +255,7 @@ pub(crate) struct WriterMemory {
     pub cache: RefCell<WriterCache>,
     pub seqs: RefCell<Seqs>,
     pub queues: RefCell<queues::Queues>,
+    pub heads: RefCell<chains::Heads>,
 }
 
 impl WriterMemory {
@@ -264,6 +265,7 @@ impl WriterMemory {
         if self.cache.borrow_mut().check(db) {
             self.seqs.borrow_mut().forget();
             self.queues.borrow_mut().forget();
+            self.heads.borrow_mut().forget();
         }
     }
 
@@ -272,6 +274,7 @@ impl WriterMemory {
         self.cache.borrow_mut().clear();
         self.seqs.borrow_mut().forget();
         self.queues.borrow_mut().forget();
+        self.heads.borrow_mut().forget();
     }
 
     /// A command rolled back to its savepoint: what it wrote is undone, and so must be what was
@@ -280,6 +283,7 @@ impl WriterMemory {
         self.cache.borrow_mut().clear();
         self.seqs.borrow_mut().command_undone();
         self.queues.borrow_mut().forget();
+        self.heads.borrow_mut().forget();
     }
 }
 
