@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use super::cache::{Kept, WriterCache};
 use super::chains;
-use super::log_time;
 use super::messages;
 use super::queues::{Place, Queues};
 use super::seqs::{self, Seqs};
@@ -341,29 +340,24 @@ impl<T: HasConn> Reads for T {
     }
 
     fn log(&self, account: Uuid, q: &LogQuery) -> R<Vec<LogEntry>> {
-        // A page by conversation walks the conversations' chains (`chains.rs`); a page by time
-        // is the range of `seq` its times bound (`log_time.rs`). Either way SQLite reads no more
-        // than the page: left to itself, with a filter, it would walk the log from `after`.
+        // A page by conversation walks the conversations' chains (`chains.rs`). Left to itself
+        // the planner walks the whole log in `seq` order and filters, which is linear in the
+        // log's size; a page by time reads the time index — in `occurred_at, seq` order, which
+        // is `seq` order (the commit clock never runs backwards) — so it stops at `limit`.
         if !q.conversation_ids.is_empty() {
             return chains::log(self.conn(), account, q);
         }
-        let from = match q.since {
-            Some(since) => q.after.max(log_time::first_at_or_after(self.conn(), account, since)? - 1),
-            None => q.after,
-        };
-        let below = q.until.map(|until| log_time::first_at_or_after(self.conn(), account, until)).transpose()?;
-        let mut sql = String::from(
-            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events WHERE account_id = ?1 AND seq > ?2",
+        let by_time = q.since.is_some() || q.until.is_some();
+        let index = if by_time { "INDEXED BY events_time" } else { "" };
+        let mut sql = format!(
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events {index}
+             WHERE account_id = ?1 AND seq > ?2"
         );
         let since = q.since.map(Timestamp::millis);
         let until = q.until.map(Timestamp::millis);
         let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
         let limit = q.limit as i64;
-        let mut args: Vec<&dyn ToSql> = vec![&account, &from];
-        if let Some(b) = &below {
-            sql.push_str(&format!(" AND seq < ?{}", args.len() + 1));
-            args.push(b);
-        }
+        let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
         if let Some(s) = &since {
             sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
             args.push(s);
@@ -377,7 +371,8 @@ impl<T: HasConn> Reads for T {
             sql.push_str(&in_list("type", types.len(), args.len() + 1));
             args.extend(types.iter().map(|t| t as &dyn ToSql));
         }
-        sql.push_str(&format!(" ORDER BY seq LIMIT ?{}", args.len() + 1));
+        let order = if by_time { "occurred_at, seq" } else { "seq" };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len() + 1));
         args.push(&limit);
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map(args.as_slice(), log_entry)?;

@@ -9,12 +9,10 @@
 //!
 //! The columns a message adds to its event row (`message_seq`, `message_id`,
 //! `client_message_id`, `author_type`, `author_id`), and how each read finds it:
-//! - a page of a conversation's messages walks the conversation's chain of events back
-//!   (`chains.rs`; log order is message order too) from a mark: `events_message_marks` indexes
-//!   every 64th message, so a page after or before message `n` starts at most 64 messages past
-//!   its end, whatever the conversation's length; the newest page starts at the conversation's
-//!   last event;
-//! - an unread count walks back from the last event to the reader's position;
+//! - a page of a conversation's messages walks `events_conversation` (by conversation, in log
+//!   order, which is message order too) from a mark: `events_message_marks` indexes every 64th
+//!   message, so a page after or before message `n` starts at most 64 messages away from it,
+//!   whatever the conversation's length;
 //! - a message by id or by `client_message_id`: a partial index each (message ids are UUIDv7,
 //!   so the first is appended at its end).
 
@@ -225,7 +223,7 @@ mod tests {
     #[test]
     fn messages_of_the_old_table_are_read_from_the_log_and_linked_after_the_migrations() {
         let mut db = Connection::open_in_memory().expect("open");
-        schema::migrate_to(&mut db, schema::VERSION - 3).expect("the schema before");
+        schema::migrate_to(&mut db, schema::VERSION - 2).expect("the schema before");
         let (account, conversation) = (Uuid::now_v7(), Uuid::now_v7());
         db.execute(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)

@@ -12,7 +12,6 @@ mod cache;
 mod chains;
 mod checkpointer;
 mod conn;
-mod log_time;
 mod messages;
 mod queues;
 mod schema;
@@ -137,13 +136,8 @@ impl SqliteStore {
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA mmap_size = {MMAP}; PRAGMA temp_store = MEMORY;"
         ))?;
         schema::migrate(&mut db)?;
-        // The commit clock resumes from the newest event, so occurred_at never runs backwards
-        // (`log_time.rs` relies on it): the newest of each account's last event.
-        let last: i64 = db.query_row(
-            "SELECT COALESCE(MAX(e.occurred_at), 0) FROM accounts AS a JOIN events AS e ON e.account_id = a.id AND e.seq = a.last_seq",
-            [],
-            |r| r.get(0),
-        )?;
+        // The commit clock resumes from the newest event, so occurred_at never runs backwards.
+        let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;
         let wal = match config.durability {
             Durability::Normal => None,
             Durability::Full => {

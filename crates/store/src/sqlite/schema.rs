@@ -293,10 +293,6 @@ WHERE conversations.id = h.conversation_id AND conversations.account_id = h.acco
 DROP INDEX events_conversation;
 CREATE INDEX events_conversation_marks ON events (account_id, conversation_id, seq) WHERE conversation_n % 16 = 1;
 "#,
-    // A time range is found by `seq` (`sqlite/log_time.rs`).
-    r#"
-DROP INDEX events_time;
-"#,
 ];
 
 /// The schema version this binary brings a database to.
