@@ -9,10 +9,12 @@
 //!
 //! The columns a message adds to its event row (`message_seq`, `message_id`,
 //! `client_message_id`, `author_type`, `author_id`), and how each read finds it:
-//! - a page of a conversation's messages walks `events_conversation` (by conversation, in log
-//!   order, which is message order too) from a mark: `events_message_marks` indexes every 64th
-//!   message, so a page after or before message `n` starts at most 64 messages away from it,
-//!   whatever the conversation's length;
+//! - a page of a conversation's messages walks the conversation's chain of events back
+//!   (`chains.rs`; log order is message order too) from a mark: `events_message_marks` indexes
+//!   every 64th message, so a page after or before message `n` starts at most 64 messages past
+//!   its end, whatever the conversation's length; the newest page starts at the conversation's
+//!   last event;
+//! - an unread count walks back from the last event to the reader's position;
 //! - a message by id or by `client_message_id`: a partial index each (message ids are UUIDv7,
 //!   so the first is appended at its end).
 
