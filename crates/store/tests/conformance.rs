@@ -643,6 +643,7 @@ async fn a_long_conversation_reads_its_messages_by_any_window() {
             let expected: Vec<i64> = (n + 1..=(n + 20).min(300)).collect();
             assert_eq!(window(After(n), 20).await, expected, "after {n}");
         }
+        assert!(window(After(i64::MAX), 20).await.is_empty(), "after the largest position");
         for n in [1, 2, 20, 64, 65, 66, 129, 130, 300, 301, i64::MAX] {
             let expected: Vec<i64> = ((n.min(301) - 20).max(1)..n.min(301)).collect();
             assert_eq!(window(Before(n), 20).await, expected, "before {n}");

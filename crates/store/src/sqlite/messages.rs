@@ -148,17 +148,18 @@ pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow,
             };
             let upto = after.saturating_add(limit);
             // From the first mark past the page (at most 64 messages past it), or the last event.
-            let from = mark_at_or_after(db, &head, conversation, upto.saturating_add(1))?.or(head.last);
+            let from = mark_at_or_after(db, head.account, conversation, upto.saturating_add(1))?.or(head.last);
             chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
                 let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
                 if seq <= upto && seq > after {
                     page.push(message(row)?);
                 }
-                Ok(seq > after + 1)
+                // Message `after + 1` is the page's first: nothing before it belongs to the page.
+                Ok(seq > after.saturating_add(1))
             })?;
         }
         MessageWindow::Before(before) => {
-            let from = mark_at_or_after(db, &head, conversation, before)?.or(head.last);
+            let from = mark_at_or_after(db, head.account, conversation, before)?.or(head.last);
             chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
                 let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
                 if seq < before {
@@ -173,10 +174,10 @@ pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow,
 }
 
 /// The event of the first message mark at or after message `message_seq`.
-fn mark_at_or_after(db: &Connection, head: &chains::Head, conversation: Uuid, message_seq: i64) -> R<Option<i64>> {
+fn mark_at_or_after(db: &Connection, account: Uuid, conversation: Uuid, message_seq: i64) -> R<Option<i64>> {
     Ok(db
         .prepare_cached(MARK_AT_OR_AFTER)?
-        .query_row(params![head.account, conversation, message_seq], |r| r.get(0))
+        .query_row(params![account, conversation, message_seq], |r| r.get(0))
         .optional()?)
 }
 
