@@ -18,14 +18,16 @@ pub(crate) fn lease_renewal(now: Timestamp, ttl_secs: i64) -> i64 {
     now.plus_millis(ttl_secs.saturating_mul(500)).millis()
 }
 
-/// The conversation list: `SELECT body` with every filter of [`ConversationFilter`], newest
-/// first. `placeholder(n)` writes the n-th parameter (from 1).
+/// The conversation list: `select` (of the backend's columns from `conversations c`) with every
+/// filter of [`ConversationFilter`], newest first. `placeholder(n)` writes the n-th parameter
+/// (from 1).
 pub(crate) fn conversations(
+    select: &str,
     account: Uuid,
     f: &ConversationFilter,
     placeholder: impl Fn(usize) -> String,
 ) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from("SELECT c.body FROM conversations c WHERE c.account_id = ");
+    let mut sql = format!("{select} WHERE c.account_id = ");
     let mut args = vec![SqlValue::Uuid(account)];
     sql.push_str(&placeholder(1));
     let mut add = |clause: &str, value: SqlValue| {

@@ -772,3 +772,80 @@ async fn every_event_takes_the_next_seq_whatever_was_undone_or_written_elsewhere
         store.close().await;
     }
 }
+
+/// A conversation reads the same by every path after messages — in a write and in a read, alone,
+/// in the list, as its customer's latest, waiting in its queue, and after the store reopens —
+/// with the count and times of the messages that were kept: not of one undone, and with those
+/// sent by another store on the same database, beside a change of another kind in the same
+/// command.
+#[tokio::test]
+async fn a_conversation_reads_its_messages_count_and_times_by_every_path() {
+    for backend in backends() {
+        let mut store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let limits = Arc::new(Limits::default());
+        let send = |store: Arc<dyn Store>, tag: Option<&'static str>, give_up: bool| {
+            let limits = limits.clone();
+            async move {
+                store
+                    .write(move |tx| {
+                        if let Some(tag) = tag {
+                            conversations::change_tags(tx, account, c, &[tag.into()], &[], Actor::system(), &limits)?;
+                        }
+                        let sent =
+                            messages::send_message(tx, account, c, customer_text("hi"), Actor::system(), &limits)?;
+                        if give_up {
+                            return Err(StoreError::Backend("the command gives up after sending".into()));
+                        }
+                        Ok(sent.message.created_at)
+                    })
+                    .await
+            }
+        };
+        for _ in 0..3 {
+            send(store.clone(), None, false).await.expect("send");
+        }
+        assert!(send(store.clone(), None, true).await.is_err());
+        send(store.clone(), Some("vip"), false).await.expect("tag and send");
+        let other = backend.open(quiet());
+        send(other.clone(), None, false).await.expect("another store sends");
+        other.close().await;
+        let last = send(store.clone(), None, false).await.expect("send after the other store");
+
+        for reopened in [false, true] {
+            if reopened {
+                store.close().await;
+                store = backend.open(quiet());
+            }
+            let in_write = store.write(move |tx| tx.conversation(account, c)).await.expect("read").expect("stored");
+            assert_eq!(in_write.messages_count, 6, "three, one with a tag change, one from elsewhere, one more");
+            assert_eq!(in_write.last_customer_message_at, Some(last));
+            assert!(in_write.updated_at >= last);
+            assert_eq!(in_write.tags, vec!["vip".to_string()]);
+            let (customer, integration) = (in_write.customer_id, in_write.integration_id);
+            let read = store
+                .read(move |r| {
+                    let list = r.conversations(
+                        account,
+                        &parley_store::ConversationFilter { limit: 10, ..Default::default() },
+                    )?;
+                    Ok((
+                        r.conversation(account, c)?,
+                        list,
+                        r.latest_conversation(account, customer, integration)?,
+                        r.waiting(account, 10)?,
+                        r.queue_of(account, in_write.group_id, 10)?,
+                    ))
+                })
+                .await
+                .expect("read");
+            let (alone, list, latest, waiting, queued) = read;
+            assert_eq!(alone.as_ref(), Some(&in_write), "by id");
+            assert_eq!(list, vec![in_write.clone()], "in the list");
+            assert_eq!(latest.as_ref(), Some(&in_write), "as the customer's latest");
+            assert_eq!(waiting, vec![in_write.clone()], "waiting");
+            assert_eq!(queued, vec![in_write.clone()], "in its queue");
+        }
+        store.close().await;
+    }
+}

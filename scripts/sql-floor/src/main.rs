@@ -7,22 +7,19 @@
 //! starting over about every 50,000 pages as `checkpointer.rs` has it. It prints the writer's
 //! and the checkpointer's CPU time per message. `CACHE_KIB` sets the writer's page cache.
 //!
-//! A variant leaves one part out, to show what that part costs:
+//! A variant leaves one part out or changes it, to show what that part costs:
 //!
-//! | variant     | left out                                                               |
+//! | variant     | what changes                                                           |
 //! |-------------|------------------------------------------------------------------------|
-//! | `all`       | nothing                                                                |
-//! | `nosave`    | the savepoint around each command                                      |
-//! | `noconv`    | the conversation row's update                                          |
-//! | `noconvidx` | the by-conversation index (`events_conversation`, `events_message_marks`) |
-//! | `notime`    | the time index (`events_time`)                                         |
-//! | `nomid`     | the message-id index (`events_message_id`)                             |
-//! | `narrow`    | the conversation row's update, replaced by one of a narrow row (its count and time) in a table of its own |
-//! | `chain`     | the by-conversation index, replaced by a link from each event to the conversation's previous one (`prev_seq`) and the conversation's last event in its row |
+//! | `all`       | nothing: the server's statements as they are                           |
+//! | `nosave`    | no savepoint around each command                                       |
+//! | `noconv`    | no conversation row written at all (neither its document nor its link)  |
+//! | `onerow`    | the document and the link to the last event set by one `UPDATE`, not two |
+//! | `narrow`    | what a message changes (count, times, link) in a narrow row of a table of its own; the wide row untouched |
+//! | `notime`    | no time index (`events_time`)                                          |
+//! | `nomid`     | no message-id index (`events_message_id`)                              |
+//! | `page1k`, `page2k` | `all` with pages of 1,024 or 2,048 bytes instead of 4,096       |
 //!
-//! `cargo run --release -- <variant> [messages]` (default `all 100000`); run the variants in
-//! alternation, several rounds, as the machine's speed drifts.
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +37,8 @@ const START_OVER_EVERY: u64 = 1000;
 const SCHEMA: &str = "
 CREATE TABLE conversations (id BLOB PRIMARY KEY, account_id BLOB NOT NULL, integration_id BLOB NOT NULL,
     customer_id BLOB NOT NULL, status TEXT NOT NULL, assignee_id BLOB, group_id BLOB, priority INTEGER NOT NULL,
-    queued_at INTEGER, body TEXT NOT NULL, first_response_at INTEGER, tag_list TEXT, last_event_seq INTEGER);
+    queued_at INTEGER, body TEXT NOT NULL, first_response_at INTEGER, tag_list TEXT, last_event_seq INTEGER,
+    event_count INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX conversations_account ON conversations (account_id, id);
 CREATE INDEX conversations_status ON conversations (account_id, status, id);
 CREATE INDEX conversations_assignee ON conversations (account_id, assignee_id, id);
@@ -53,17 +51,17 @@ CREATE INDEX conversations_queue_position
     ON conversations (account_id, group_id, status, assignee_id, priority, queued_at, id);
 CREATE TABLE events (account_id BLOB NOT NULL, seq INTEGER NOT NULL, id BLOB NOT NULL, type TEXT NOT NULL,
     occurred_at INTEGER NOT NULL, conversation_id BLOB, body TEXT NOT NULL, message_seq INTEGER, message_id BLOB,
-    client_message_id TEXT, author_type TEXT, author_id BLOB, prev_seq INTEGER,
+    client_message_id TEXT, author_type TEXT, author_id BLOB, conversation_prev INTEGER, conversation_n INTEGER,
     PRIMARY KEY (account_id, seq)) WITHOUT ROWID;
 CREATE INDEX events_time ON events (account_id, occurred_at, seq);
-CREATE INDEX events_conversation ON events (account_id, conversation_id, seq, message_seq);
 CREATE INDEX events_message_marks ON events (account_id, conversation_id, message_seq) WHERE message_seq % 64 = 1;
 CREATE INDEX events_message_id ON events (message_id) WHERE message_id IS NOT NULL;
 CREATE UNIQUE INDEX events_client_message ON events (conversation_id, client_message_id)
     WHERE client_message_id IS NOT NULL;
+CREATE INDEX events_conversation_marks ON events (account_id, conversation_id, seq) WHERE conversation_n % 16 = 1;
 CREATE TABLE accounts (id BLOB PRIMARY KEY, last_seq INTEGER NOT NULL);
-CREATE TABLE conversation_counters (id BLOB PRIMARY KEY, messages_count INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-    last_event_seq INTEGER) WITHOUT ROWID;
+CREATE TABLE conversation_heads (id BLOB PRIMARY KEY, messages_count INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    last_customer_message_at INTEGER, last_event_seq INTEGER, event_count INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 /// The indexes a variant drops.
@@ -71,8 +69,6 @@ fn dropped(variant: &str) -> &'static [&'static str] {
     match variant {
         "notime" => &["events_time"],
         "nomid" => &["events_message_id"],
-        "noconvidx" => &["events_conversation", "events_message_marks"],
-        "chain" => &["events_conversation"],
         _ => &[],
     }
 }
@@ -81,14 +77,16 @@ const UPDATE_CONVERSATION: &str = "UPDATE conversations SET body = ?10
     WHERE id = ?1 AND account_id = ?2 AND integration_id = ?3 AND customer_id = ?4 AND status = ?5
     AND assignee_id IS ?6 AND group_id IS ?7 AND priority = ?8 AND queued_at IS ?9
     AND first_response_at IS ?11 AND tag_list = ?12";
-const UPDATE_CONVERSATION_CHAIN: &str = "UPDATE conversations SET body = ?10, last_event_seq = ?13
+const UPDATE_CONVERSATION_AND_LINK: &str = "UPDATE conversations SET body = ?10, last_event_seq = ?13, event_count = ?14
     WHERE id = ?1 AND account_id = ?2 AND integration_id = ?3 AND customer_id = ?4 AND status = ?5
     AND assignee_id IS ?6 AND group_id IS ?7 AND priority = ?8 AND queued_at IS ?9
     AND first_response_at IS ?11 AND tag_list = ?12";
-const UPDATE_COUNTERS: &str = "UPDATE conversation_counters SET messages_count = ?2, updated_at = ?3 WHERE id = ?1";
+const UPDATE_LINK: &str = "UPDATE conversations SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1";
+const UPDATE_HEAD: &str = "UPDATE conversation_heads SET messages_count = ?2, updated_at = ?3,
+    last_customer_message_at = ?3, last_event_seq = ?4, event_count = ?5 WHERE id = ?1";
 const INSERT_EVENT: &str = "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
-    message_seq, message_id, client_message_id, author_type, author_id, prev_seq)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 fn thread_cpu_seconds() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -126,6 +124,12 @@ fn main() -> rusqlite::Result<()> {
     let path = dir.join("floor.db");
 
     let db = Connection::open(&path)?;
+    let page_size = match variant.as_str() {
+        "page1k" => 1024,
+        "page2k" => 2048,
+        _ => 4096,
+    };
+    db.execute_batch(&format!("PRAGMA page_size = {page_size}"))?;
     db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
     // The writer's settings (`sqlite/mod.rs`); the checkpointer thread below copies the WAL back.
     // `CACHE_KIB` tries another size of the writer's page cache (the server's is 4,000 KiB).
@@ -152,7 +156,10 @@ fn main() -> rusqlite::Result<()> {
         })
         .collect();
     for c in &conversations {
-        db.execute("INSERT INTO conversation_counters (id, messages_count, updated_at) VALUES (?1, 0, 0)", [&c.id])?;
+        db.execute(
+            "INSERT INTO conversation_heads (id, messages_count, updated_at, event_count) VALUES (?1, 0, 0, 0)",
+            [&c.id],
+        )?;
         db.execute(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, queued_at, body, tag_list)
              VALUES (?1, ?2, ?3, ?4, 'open', 0, 1, ?5, '')",
@@ -175,8 +182,7 @@ fn main() -> rusqlite::Result<()> {
         })
     };
 
-    let (savepoints, chain) = (variant != "nosave", variant == "chain");
-    let update = if chain { UPDATE_CONVERSATION_CHAIN } else { UPDATE_CONVERSATION };
+    let savepoints = variant != "nosave";
     let no_id: Option<Vec<u8>> = None;
     let started = thread_cpu_seconds();
     // The writer's own passes that let the WAL start over (counted as checkpointing).
@@ -190,44 +196,33 @@ fn main() -> rusqlite::Result<()> {
             let c = &mut conversations[next];
             c.messages += 1;
             seq += 1;
+            let now = 1_700_000_000_000i64 + seq / 20;
             if savepoints {
                 db.prepare_cached("SAVEPOINT command")?.execute([])?;
             }
-            if variant == "narrow" {
-                db.prepare_cached(UPDATE_COUNTERS)?.execute(params![
-                    c.id,
-                    c.messages,
-                    1_700_000_000_000i64 + seq / 20
-                ])?;
-            } else if variant != "noconv" {
-                // The document changes with every message (its count, its times), and SQLite
-                // writes a row's page only when the row's bytes change.
-                let body = format!("{:0>width$}", c.messages, width = CONVERSATION_BODY);
-                let mut stmt = db.prepare_cached(update)?;
-                let row = params![
-                    c.id,
-                    account,
-                    c.integration,
-                    c.customer,
-                    "open",
-                    no_id,
-                    no_id,
-                    0,
-                    1,
-                    body,
-                    None::<i64>,
-                    ""
-                ];
-                if chain {
-                    let mut with_last: Vec<&dyn rusqlite::ToSql> = row.to_vec();
-                    with_last.push(&seq);
-                    stmt.execute(with_last.as_slice())?;
-                } else {
-                    stmt.execute(row)?;
+            match variant.as_str() {
+                "noconv" => {}
+                "narrow" => {
+                    db.prepare_cached(UPDATE_HEAD)?.execute(params![c.id, c.messages, now, seq, c.messages])?;
+                }
+                _ => {
+                    // The document changes with every message (its count, its times), and SQLite
+                    // writes a row's page only when the row's bytes change.
+                    let body = format!("{:0>width$}", c.messages, width = CONVERSATION_BODY);
+                    let row = params![
+                        c.id, account, c.integration, c.customer, "open", no_id, no_id, 0, 1, body, None::<i64>, "",
+                        seq, c.messages
+                    ];
+                    if variant == "onerow" {
+                        db.prepare_cached(UPDATE_CONVERSATION_AND_LINK)?.execute(row)?;
+                    } else {
+                        db.prepare_cached(UPDATE_CONVERSATION)?.execute(&row[..12])?;
+                        db.prepare_cached(UPDATE_LINK)?.execute(params![c.id, seq, c.messages])?;
+                    }
                 }
             }
             let message_id = [seq.to_be_bytes(), [0u8; 8]].concat();
-            let prev = chain.then_some(c.last_event);
+            let prev = (c.last_event > 0).then_some(c.last_event);
             db.prepare_cached(INSERT_EVENT)?.execute(params![
                 account,
                 seq,
@@ -241,7 +236,8 @@ fn main() -> rusqlite::Result<()> {
                 None::<String>,
                 "customer",
                 c.customer,
-                prev
+                prev,
+                c.messages
             ])?;
             c.last_event = seq;
             if savepoints {

@@ -265,7 +265,8 @@ impl Reads for PgConn<'_> {
 
     fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
         self.guard(account)?;
-        let (sql, values) = crate::sql::conversations(account, f, |n| format!("${n}"));
+        let (sql, values) =
+            crate::sql::conversations("SELECT c.body FROM conversations c", account, f, |n| format!("${n}"));
         let values: Vec<Box<dyn ToSql + Sync>> = values
             .into_iter()
             .map(|v| -> Box<dyn ToSql + Sync> {

@@ -21,8 +21,10 @@ use parley_core::conversation::Conversation;
 use parley_core::customer::Customer;
 use parley_core::integration::Integration;
 use parley_core::Uuid;
-use rusqlite::Connection;
+use rusqlite::{Connection, Row};
 use serde::de::DeserializeOwned;
+
+use super::activity::{self, select_conversations};
 
 /// Past this many documents of one kind, that kind starts over empty: a bound on memory that
 /// costs one reload of each document still in use.
@@ -38,17 +40,28 @@ impl<T> Default for Docs<T> {
 }
 
 /// A kind of document the writer keeps: how it is read by id, and where in the cache it goes.
-pub(crate) trait Kept: Clone + DeserializeOwned {
-    /// The body by id (`?1`) and account (`?2`).
+pub(crate) trait Kept: Clone {
+    /// The document by id (`?1`) and account (`?2`), read by [`Kept::read`].
     const SELECT: &'static str;
+    fn read(row: &Row) -> rusqlite::Result<Self>;
     fn id(&self) -> Uuid;
     fn docs(cache: &mut WriterCache) -> &mut Docs<Self>;
 }
 
+/// The body, column 0, of a document kept whole in its row.
+fn body<T: DeserializeOwned>(row: &Row) -> rusqlite::Result<T> {
+    let text: String = row.get(0)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
 macro_rules! kept {
-    ($($doc:ty => $table:literal in $field:ident),* $(,)?) => {$(
+    ($($doc:ty => $select:expr, $read:expr, in $field:ident),* $(,)?) => {$(
         impl Kept for $doc {
-            const SELECT: &'static str = concat!("SELECT body FROM ", $table, " WHERE id = ?1 AND account_id = ?2");
+            const SELECT: &'static str = $select;
+            fn read(row: &Row) -> rusqlite::Result<Self> {
+                $read(row)
+            }
             fn id(&self) -> Uuid {
                 self.id
             }
@@ -60,9 +73,10 @@ macro_rules! kept {
 }
 
 kept! {
-    Conversation => "conversations" in conversations,
-    Customer => "customers" in customers,
-    Integration => "integrations" in integrations,
+    Conversation => concat!(select_conversations!(), " WHERE c.id = ?1 AND c.account_id = ?2"),
+        |row| activity::read(row, 0), in conversations,
+    Customer => "SELECT body FROM customers WHERE id = ?1 AND account_id = ?2", body, in customers,
+    Integration => "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", body, in integrations,
 }
 
 #[derive(Default)]

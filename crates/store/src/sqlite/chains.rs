@@ -8,8 +8,8 @@
 //! what SQLite spends on a message (BENCHMARKS.md, "What the SQL alone costs"). Instead each
 //! event of a conversation carries the `seq` of that conversation's previous event
 //! (`conversation_prev`) and its own number in the conversation (`conversation_n`), and the
-//! conversation's row — on a page the command writes already — its last event and their count
-//! (`last_event_seq`, `event_count`). Every 16th event of a conversation is a mark, in a
+//! conversation's narrow row of activity (`activity.rs`) — on a page the command writes
+//! already — its last event and their count (`last_event_seq`, `event_count`). Every 16th event of a conversation is a mark, in a
 //! partial index (`events_conversation_marks`: one entry for 16 events).
 //!
 //! Reads walk the links, a lookup by primary key per event, as reading the events' bodies
@@ -58,7 +58,10 @@ pub(super) struct Head {
 /// The conversation's head; `None` when there is no such conversation.
 pub(super) fn head(db: &Connection, conversation: Uuid) -> R<Option<Head>> {
     Ok(db
-        .prepare_cached("SELECT account_id, last_event_seq, event_count FROM conversations WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT c.account_id, a.last_event_seq, COALESCE(a.event_count, 0)
+             FROM conversations c LEFT JOIN conversation_activity a ON a.id = c.id WHERE c.id = ?1",
+        )?
         .query_row([conversation], |r| Ok(Head { account: r.get(0)?, last: r.get(1)?, count: r.get(2)? }))
         .optional()?)
 }
@@ -93,9 +96,7 @@ impl Heads {
 
     /// Makes event `seq`, number `n` of `conversation` (in `account`), its last.
     pub(super) fn advance(&mut self, db: &Connection, account: Uuid, conversation: Uuid, seq: i64, n: i64) -> R<()> {
-        let written = db
-            .prepare_cached("UPDATE conversations SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1")?
-            .execute(params![conversation, seq, n]);
+        let written = super::activity::link(db, conversation, seq, n);
         if written.is_err() {
             self.0.remove(&conversation);
         }

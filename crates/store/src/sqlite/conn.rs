@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::activity::{self, select_conversations};
 use super::cache::{Kept, WriterCache};
 use super::chains;
 use super::messages;
@@ -116,6 +117,13 @@ fn docs<T: DeserializeOwned>(db: &Connection, sql: &str, args: &[&dyn ToSql]) ->
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Conversations, by a query that starts with [`select_conversations!`].
+fn conversation_docs(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Vec<Conversation>> {
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| activity::read(r, 0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A page of an account's documents from `table`, in id (creation) order.
 fn page_of<T: DeserializeOwned>(db: &Connection, table: &str, account: Uuid, page: &Page) -> R<Vec<T>> {
     let sql =
@@ -166,7 +174,7 @@ fn kept_doc<T: Kept>(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<T>>
     if let Some(doc) = cache.and_then(|c| c.borrow_mut().get::<T>(account, id)) {
         return Ok(Some(doc));
     }
-    let found: Option<T> = one_doc(on.conn(), T::SELECT, &[&id, &account])?;
+    let found: Option<T> = on.conn().prepare_cached(T::SELECT)?.query_row(params![id, account], T::read).optional()?;
     if let (Some(cache), Some(doc)) = (cache, &found) {
         cache.borrow_mut().keep(account, doc);
     }
@@ -272,7 +280,7 @@ impl<T: HasConn> Reads for T {
     }
 
     fn conversations(&self, account: Uuid, f: &ConversationFilter) -> R<Vec<Conversation>> {
-        let (sql, values) = crate::sql::conversations(account, f, |n| format!("?{n}"));
+        let (sql, values) = crate::sql::conversations(select_conversations!(), account, f, |n| format!("?{n}"));
         let values: Vec<rusqlite::types::Value> = values
             .into_iter()
             .map(|v| match v {
@@ -282,7 +290,7 @@ impl<T: HasConn> Reads for T {
             })
             .collect();
         let args: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
-        docs(self.conn(), &sql, &args)
+        conversation_docs(self.conn(), &sql, &args)
     }
 
     fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
@@ -303,12 +311,14 @@ impl<T: HasConn> Reads for T {
     }
 
     fn latest_conversation(&self, account: Uuid, customer: Uuid, integration: Uuid) -> R<Option<Conversation>> {
-        one_doc(
-            self.conn(),
-            "SELECT body FROM conversations WHERE account_id = ?1 AND customer_id = ?2 AND integration_id = ?3
-             ORDER BY id DESC LIMIT 1",
-            &[&account, &customer, &integration],
-        )
+        Ok(self
+            .conn()
+            .prepare_cached(concat!(
+                select_conversations!(),
+                " WHERE c.account_id = ?1 AND c.customer_id = ?2 AND c.integration_id = ?3 ORDER BY c.id DESC LIMIT 1"
+            ))?
+            .query_row(params![account, customer, integration], |r| activity::read(r, 0))
+            .optional()?)
     }
 
     fn message(&self, conversation: Uuid, id: Uuid) -> R<Option<Message>> {
@@ -445,27 +455,36 @@ impl<T: HasConn> Reads for T {
     }
 
     fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>> {
-        docs(
+        conversation_docs(
             self.conn(),
-            "SELECT body FROM conversations WHERE account_id = ?1 AND status = 'open' AND assignee_id IS NULL
-             ORDER BY group_id, priority DESC, queued_at, id LIMIT ?2",
+            concat!(
+                select_conversations!(),
+                " WHERE c.account_id = ?1 AND c.status = 'open' AND c.assignee_id IS NULL
+                 ORDER BY c.group_id, c.priority DESC, c.queued_at, c.id LIMIT ?2"
+            ),
             &[&account, &(limit as i64)],
         )
     }
 
     fn queue_of(&self, account: Uuid, group: Option<Uuid>, limit: usize) -> R<Vec<Conversation>> {
-        docs(
+        conversation_docs(
             self.conn(),
-            "SELECT body FROM conversations WHERE account_id = ?1 AND group_id IS ?2 AND status = 'open'
-             AND assignee_id IS NULL ORDER BY priority DESC, queued_at, id LIMIT ?3",
+            concat!(
+                select_conversations!(),
+                " WHERE c.account_id = ?1 AND c.group_id IS ?2 AND c.status = 'open'
+                 AND c.assignee_id IS NULL ORDER BY c.priority DESC, c.queued_at, c.id LIMIT ?3"
+            ),
             &[&account, &group, &(limit as i64)],
         )
     }
 
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
-        let list: Vec<Conversation> = docs(
+        let list = conversation_docs(
             self.conn(),
-            "SELECT body FROM conversations WHERE account_id = ?1 AND group_id = ?2 AND first_response_at >= ?3",
+            concat!(
+                select_conversations!(),
+                " WHERE c.account_id = ?1 AND c.group_id = ?2 AND c.first_response_at >= ?3"
+            ),
             &[&account, &group, &since.millis()],
         )?;
         Ok(waits(&list))
@@ -614,6 +633,13 @@ fn unique_violation(e: &rusqlite::Error) -> bool {
 
 impl WriteConn<'_> {
     fn write_conversation(&mut self, account: Uuid, c: &Conversation) -> R<()> {
+        // Most writes (a message) change only the conversation's activity: its narrow row is
+        // then all there is to write (`activity.rs`). The writer's copy of the conversation is
+        // what is stored, when it holds one.
+        let stored = self.memory.cache.borrow_mut().get::<Conversation>(account, c.id);
+        if stored.is_some_and(|stored| activity::only_activity_differs(&stored, c)) {
+            return activity::write(self.db, c);
+        }
         let status = c.status.as_str();
         let assignee = c.assignee.map(|a| a.id);
         let queued_at = c.queued_at.map(Timestamp::millis);
@@ -634,9 +660,9 @@ impl WriteConn<'_> {
             first_response_at,
             tag_list
         ];
-        // Most writes (a message) change only the document. SQLite rewrites the entries of every
-        // index whose columns an UPDATE sets, changed or not, so when the indexed columns and the
-        // tags are as stored, only the document is written.
+        // SQLite rewrites the entries of every index whose columns an UPDATE sets, changed or
+        // not, so when the indexed columns and the tags are as stored, only the document is
+        // written.
         let only_body = self
             .db
             .prepare_cached(
@@ -647,7 +673,7 @@ impl WriteConn<'_> {
             )?
             .execute(row)?;
         if only_body > 0 {
-            return Ok(());
+            return activity::write(self.db, c);
         }
         let before = stored_place(self, account, c.id)?;
         self.db
@@ -669,6 +695,7 @@ impl WriteConn<'_> {
         for tag in &c.tags {
             insert.execute(params![c.id, account, tag])?;
         }
+        activity::write(self.db, c)?;
         self.memory.queues.borrow_mut().moved(before, Place::of(account, c));
         Ok(())
     }

@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn messages_of_the_old_table_are_read_from_the_log_and_linked_after_the_migrations() {
         let mut db = Connection::open_in_memory().expect("open");
-        schema::migrate_to(&mut db, schema::VERSION - 2).expect("the schema before");
+        schema::migrate_to(&mut db, schema::VERSION - 3).expect("the schema before");
         let (account, conversation) = (Uuid::now_v7(), Uuid::now_v7());
         db.execute(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)

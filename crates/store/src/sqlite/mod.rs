@@ -8,6 +8,7 @@
 //! database file (`checkpointer.rs`). Reads use a small pool of read-only connections on the
 //! blocking thread pool, each read in its own snapshot.
 
+mod activity;
 mod cache;
 mod chains;
 mod checkpointer;

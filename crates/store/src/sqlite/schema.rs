@@ -293,6 +293,22 @@ WHERE conversations.id = h.conversation_id AND conversations.account_id = h.acco
 DROP INDEX events_conversation;
 CREATE INDEX events_conversation_marks ON events (account_id, conversation_id, seq) WHERE conversation_n % 16 = 1;
 "#,
+    // What a message changes in a conversation, in a narrow row of its own (`sqlite/activity.rs`).
+    // The documents keep their counts and times: a row without `updated_at` overrides nothing.
+    r#"
+CREATE TABLE conversation_activity (
+    id BLOB PRIMARY KEY,
+    messages_count INTEGER,
+    updated_at INTEGER,
+    last_customer_message_at INTEGER,
+    last_event_seq INTEGER,
+    event_count INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO conversation_activity (id, last_event_seq, event_count)
+SELECT id, last_event_seq, event_count FROM conversations WHERE last_event_seq IS NOT NULL;
+ALTER TABLE conversations DROP COLUMN last_event_seq;
+ALTER TABLE conversations DROP COLUMN event_count;
+"#,
 ];
 
 /// The schema version this binary brings a database to.
