@@ -907,12 +907,14 @@ impl Tx for WriteConn<'_> {
     }
 
     fn advance_cursor(&mut self, consumer: &str, account: Uuid, position: i64) -> R<()> {
-        self.db.execute(
-            "INSERT INTO consumer_cursors (consumer, account_id, position) VALUES (?1, ?2, ?3)
-             ON CONFLICT (consumer, account_id) DO UPDATE SET position = excluded.position
-             WHERE excluded.position > consumer_cursors.position",
-            params![consumer, account, position],
-        )?;
+        // Every consumer's every batch: prepared once.
+        self.db
+            .prepare_cached(
+                "INSERT INTO consumer_cursors (consumer, account_id, position) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (consumer, account_id) DO UPDATE SET position = excluded.position
+                 WHERE excluded.position > consumer_cursors.position",
+            )?
+            .execute(params![consumer, account, position])?;
         Ok(())
     }
 
