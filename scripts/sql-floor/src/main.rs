@@ -16,6 +16,7 @@
 //! | `noconv`    | no conversation row written at all (neither its document nor its link)  |
 //! | `onerow`    | the document and the link to the last event set by one `UPDATE`, not two |
 //! | `narrow`    | what a message changes (count, times, link) in a narrow row of a table of its own; the wide row untouched |
+//! | `narrow2`   | `narrow` by two statements: the count and times, then the link (as the server has it) |
 //! | `notime`    | no time index (`events_time`)                                          |
 //! | `nomid`     | no message-id index (`events_message_id`)                              |
 //! | `page1k`, `page2k` | `all` with pages of 1,024 or 2,048 bytes instead of 4,096       |
@@ -84,6 +85,9 @@ const UPDATE_CONVERSATION_AND_LINK: &str = "UPDATE conversations SET body = ?10,
 const UPDATE_LINK: &str = "UPDATE conversations SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1";
 const UPDATE_HEAD: &str = "UPDATE conversation_heads SET messages_count = ?2, updated_at = ?3,
     last_customer_message_at = ?3, last_event_seq = ?4, event_count = ?5 WHERE id = ?1";
+const UPDATE_ACTIVITY: &str =
+    "UPDATE conversation_heads SET messages_count = ?2, updated_at = ?3, last_customer_message_at = ?3 WHERE id = ?1";
+const UPDATE_HEAD_LINK: &str = "UPDATE conversation_heads SET last_event_seq = ?2, event_count = ?3 WHERE id = ?1";
 const INSERT_EVENT: &str = "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
     message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
@@ -204,6 +208,10 @@ fn main() -> rusqlite::Result<()> {
                 "noconv" => {}
                 "narrow" => {
                     db.prepare_cached(UPDATE_HEAD)?.execute(params![c.id, c.messages, now, seq, c.messages])?;
+                }
+                "narrow2" => {
+                    db.prepare_cached(UPDATE_ACTIVITY)?.execute(params![c.id, c.messages, now])?;
+                    db.prepare_cached(UPDATE_HEAD_LINK)?.execute(params![c.id, seq, c.messages])?;
                 }
                 _ => {
                     // The document changes with every message (its count, its times), and SQLite
