@@ -144,8 +144,10 @@ impl Runner {
     /// Renews (or takes) the account's lease and handles the next batch, in one transaction.
     async fn batch(&self, handler: Arc<dyn Handler>, account: Uuid) -> Result<(bool, usize), StoreError> {
         let (node, lease_secs) = (self.node.clone(), self.lease_secs);
+        // A handler acts only through `tx`, so its batch may run again (`write_again`): it then
+        // shares a savepoint with the messages around it.
         self.store
-            .write(move |tx| {
+            .write_again(move |tx| {
                 let name = handler.name();
                 let now = tx.now();
                 if !tx.acquire_lease(&lease_name(name, account), &node, now, lease_secs)? {

@@ -11,6 +11,10 @@ use crate::StoreError;
 
 pub type Boxed = Box<dyn Any + Send>;
 pub type WriteFn = Box<dyn FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError> + Send>;
+/// A write that may be run more than once: when a backend undoes it (together with the
+/// commands it shared a commit with) and runs it again on the state before. It must reach the
+/// database only through its `Tx`.
+pub type AgainFn = Box<dyn FnMut(&mut dyn Tx) -> Result<Boxed, StoreError> + Send>;
 pub type ReadFn = Box<dyn FnOnce(&dyn Reads) -> Result<Boxed, StoreError> + Send>;
 
 /// Told of every committed batch of log events, after the commit. Each event comes exactly
@@ -23,6 +27,13 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `f` inside a write transaction: its writes and log events commit together, or
     /// not at all. Concurrent writes may share one commit (group commit).
     async fn write_boxed(&self, f: WriteFn) -> Result<Boxed, StoreError>;
+
+    /// [`Store::write_boxed`] for a command that may be run again. The embedded backend runs a
+    /// row of these under one savepoint instead of one each, and when one of them fails, undoes
+    /// the row and runs the others again (`sqlite/mod.rs`); the others need not care.
+    async fn write_again_boxed(&self, mut f: AgainFn) -> Result<Boxed, StoreError> {
+        self.write_boxed(Box::new(move |tx| f(tx))).await
+    }
 
     /// Runs `f` against a consistent snapshot.
     async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError>;
@@ -42,6 +53,12 @@ pub trait StoreExt {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static;
 
+    /// [`StoreExt::write`] for a command that may be run again ([`AgainFn`]): the hot paths.
+    async fn write_again<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static;
+
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -56,6 +73,15 @@ impl<S: Store + ?Sized> StoreExt for S {
         F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
     {
         let boxed = self.write_boxed(Box::new(move |tx| f(tx).map(|r| Box::new(r) as Boxed))).await?;
+        downcast(boxed)
+    }
+
+    async fn write_again<R, F>(&self, mut f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let boxed = self.write_again_boxed(Box::new(move |tx| f(tx).map(|r| Box::new(r) as Boxed))).await?;
         downcast(boxed)
     }
 

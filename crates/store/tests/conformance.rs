@@ -98,6 +98,17 @@ async fn seed(store: &dyn Store) -> (Uuid, Uuid) {
         .expect("seed")
 }
 
+/// An event of conversation `c` carrying `n` in its data, for a test to find in the log.
+fn numbered_note(c: Uuid, n: usize) -> EventDraft {
+    EventDraft {
+        event_type: EventType::TagsChanged,
+        conversation_id: Some(c),
+        channel: None,
+        actor: Actor::system(),
+        data: json!({"n": n}),
+    }
+}
+
 fn customer_text(text: &str) -> messages::NewMessage {
     messages::NewMessage {
         author: Author { author_type: AuthorType::Customer, id: None, name: None },
@@ -726,13 +737,7 @@ async fn every_event_takes_the_next_seq_whatever_was_undone_or_written_elsewhere
     for backend in backends() {
         let store = backend.open(quiet());
         let (account, c) = seed(store.as_ref()).await;
-        let note = move |n: usize| EventDraft {
-            event_type: EventType::TagsChanged,
-            conversation_id: Some(c),
-            channel: None,
-            actor: Actor::system(),
-            data: json!({"n": n}),
-        };
+        let note = move |n: usize| numbered_note(c, n);
         // Commands sent at once share batches; every third appends two events and then gives up.
         let writes = (0..60).map(|n| {
             let store = store.clone();
@@ -846,6 +851,120 @@ async fn a_conversation_reads_its_messages_count_and_times_by_every_path() {
             assert_eq!(waiting, vec![in_write.clone()], "waiting");
             assert_eq!(queued, vec![in_write.clone()], "in its queue");
         }
+        store.close().await;
+    }
+}
+
+/// Commands that may be run again share a commit with each other and with commands that may
+/// not; some fail or panic after writing. Whatever a backend does with them (the embedded one
+/// runs a row of them under one savepoint and, when one fails, undoes the row and runs the
+/// others again), each kept command's writes are there once, with the answer it was given, and
+/// nothing of a failed one is.
+#[tokio::test]
+async fn a_command_that_fails_among_others_that_may_run_again_leaves_no_trace() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for backend in backends() {
+        let store = backend.open(quiet());
+        let (account, c) = seed(store.as_ref()).await;
+        let limits = Arc::new(Limits { tags_per_conversation: 1000, ..Limits::default() });
+        let note = move |n: usize| numbered_note(c, n);
+        // A command that holds the writer, so that the others queue up and share batches.
+        let hold = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|_| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let commands = (0..90usize).map(|n| {
+            let (store, limits, runs) = (store.clone(), limits.clone(), runs.clone());
+            tokio::spawn(async move {
+                match n % 3 {
+                    // May run again; tags the conversation and appends.
+                    0 => {
+                        store
+                            .write_again(move |tx| {
+                                runs.fetch_add(1, Ordering::Relaxed);
+                                conversations::change_tags(
+                                    tx,
+                                    account,
+                                    c,
+                                    &[format!("t{n}")],
+                                    &[],
+                                    Actor::system(),
+                                    &limits,
+                                )?;
+                                Ok(tx.append(account, note(n))?.seq)
+                            })
+                            .await
+                    }
+                    // May run again; fails (or panics) after writing.
+                    1 => {
+                        store
+                            .write_again(move |tx| {
+                                conversations::change_tags(
+                                    tx,
+                                    account,
+                                    c,
+                                    &["failed".into()],
+                                    &[],
+                                    Actor::system(),
+                                    &limits,
+                                )?;
+                                tx.append(account, note(n))?;
+                                if n % 10 == 1 {
+                                    panic!("a command panics after writing");
+                                }
+                                Err(StoreError::Backend("gives up after writing".into()))
+                            })
+                            .await
+                    }
+                    // Runs once.
+                    _ => store.write(move |tx| Ok(tx.append(account, note(n))?.seq)).await,
+                }
+            })
+        });
+        let mut answers = Vec::new();
+        for (n, command) in commands.collect::<Vec<_>>().into_iter().enumerate() {
+            answers.push((n, command.await.expect("joins")));
+        }
+        hold.await.expect("joins").expect("the holding command");
+
+        let log =
+            store.read(move |r| r.log(account, &LogQuery { limit: 1000, ..LogQuery::default() })).await.expect("log");
+        let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=log.len() as i64).collect::<Vec<_>>(), "one seq after another, none lost or repeated");
+        let noted: Vec<(i64, u64)> = log
+            .iter()
+            .filter(|e| e.event_type == EventType::TagsChanged)
+            .filter_map(|e| {
+                let body: serde_json::Value = serde_json::from_str(&e.json).expect("json");
+                body["data"]["n"].as_u64().map(|n| (e.seq, n))
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for (n, answer) in answers {
+            match (n % 3, answer) {
+                (1, answer) => assert!(answer.is_err(), "command {n} failed"),
+                (_, Ok(seq)) => kept.push((seq, n as u64)),
+                (_, Err(e)) => panic!("command {n} should have been kept: {e}"),
+            }
+        }
+        kept.sort_unstable();
+        assert_eq!(noted, kept, "each kept command's event once, at the seq it was answered with");
+        let tags = store.read(move |r| r.conversation(account, c)).await.expect("read").expect("stored").tags;
+        let mut expected: Vec<String> = (0..90).filter(|n| n % 3 == 0).map(|n| format!("t{n}")).collect();
+        expected.sort();
+        let mut tags = tags;
+        tags.sort();
+        assert_eq!(tags, expected, "the kept commands' tags, none of a failed one");
+        eprintln!("{} runs of the 30 commands that may run again", runs.load(Ordering::Relaxed));
         store.close().await;
     }
 }

@@ -116,7 +116,9 @@ async fn send(
     let limits = ctx.limits.clone();
     let sent = ctx
         .store
-        .write(move |tx| {
+        // Run again if a command it shares a commit with fails (`Store::write_again_boxed`): it
+        // writes only through `tx`.
+        .write_again(move |tx| {
             let thread = messages::Thread::load(tx, account, id)?;
             let (author, actor) = match who {
                 Writer::Customer => {
@@ -147,7 +149,11 @@ async fn send(
                     (author, actor)
                 }
             };
-            let new = NewMessage { author, content: input.content, client_message_id: input.client_message_id };
+            let new = NewMessage {
+                author,
+                content: input.content.clone(),
+                client_message_id: input.client_message_id.clone(),
+            };
             messages::send_in(tx, account, thread, new, actor, &limits)
         })
         .await?;
