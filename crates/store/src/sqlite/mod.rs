@@ -2,7 +2,8 @@
 //!
 //! All writes go through one writer thread. It takes every command waiting in its queue (up to
 //! [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction — each inside its own
-//! savepoint, so a refused command leaves no trace while its neighbours commit — and commits
+//! savepoint, so a refused command leaves no trace while its neighbours commit, or a row of
+//! commands that may run again inside one ([`Row`]) — and commits
 //! once: one fsync for the whole batch (group commit), done by the syncer thread while the writer
 //! runs the next batch (`syncer.rs`); a checkpointer thread copies the WAL back into the
 //! database file (`checkpointer.rs`). Reads use a small pool of read-only connections on the
