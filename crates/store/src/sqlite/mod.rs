@@ -367,6 +367,11 @@ fn run_batch(db: &Connection, batch: &mut Vec<WriteJob>, now: Timestamp, memory:
         }
     }
     if let Some(reason) = lost {
+        // Lost with the transaction still open when a savepoint statement failed: end it, or
+        // the next batch could not begin.
+        if !db.is_autocommit() {
+            let _ = exec_cached(db, "ROLLBACK");
+        }
         memory.forget();
         syncer::refuse(outcomes, &reason);
         return None;
