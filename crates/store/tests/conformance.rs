@@ -782,7 +782,7 @@ async fn every_event_takes_the_next_seq_whatever_was_undone_or_written_elsewhere
 /// in the list, as its customer's latest, waiting in its queue, and after the store reopens —
 /// with the count and times of the messages that were kept: not of one undone, and with those
 /// sent by another store on the same database, beside a change of another kind in the same
-/// command.
+/// command; and a command reads its own message's count back.
 #[tokio::test]
 async fn a_conversation_reads_its_messages_count_and_times_by_every_path() {
     for backend in backends() {
@@ -815,6 +815,28 @@ async fn a_conversation_reads_its_messages_count_and_times_by_every_path() {
         let other = backend.open(quiet());
         send(other.clone(), None, false).await.expect("another store sends");
         other.close().await;
+        // In one command: a message, the conversation read back with SQL, a change of another kind.
+        let seen_in_command = {
+            let limits = limits.clone();
+            store
+                .write_again(move |tx| {
+                    messages::send_message(tx, account, c, customer_text("in one"), Actor::system(), &limits)?;
+                    // A change of its activity alone, with no event after it.
+                    let mut touched = tx.conversation(account, c)?.expect("stored");
+                    touched.updated_at = touched.updated_at.plus_millis(1);
+                    tx.put_conversation(account, &touched)?;
+                    let filter = parley_store::ConversationFilter { limit: 10, ..Default::default() };
+                    let (listed, waiting) = (tx.conversations(account, &filter)?, tx.waiting(account, 10)?);
+                    assert_eq!(listed[0].updated_at, touched.updated_at, "the list inside the command");
+                    assert_eq!(waiting[0].updated_at, touched.updated_at, "the queue inside the command");
+                    let counts = (listed[0].messages_count, waiting[0].messages_count);
+                    conversations::change_tags(tx, account, c, &["late".into()], &[], Actor::system(), &limits)?;
+                    Ok(counts)
+                })
+                .await
+                .expect("one command")
+        };
+        assert_eq!(seen_in_command, (6, 6), "the command's own message, read back inside it");
         let last = send(store.clone(), None, false).await.expect("send after the other store");
 
         for reopened in [false, true] {
@@ -823,10 +845,12 @@ async fn a_conversation_reads_its_messages_count_and_times_by_every_path() {
                 store = backend.open(quiet());
             }
             let in_write = store.write(move |tx| tx.conversation(account, c)).await.expect("read").expect("stored");
-            assert_eq!(in_write.messages_count, 6, "three, one with a tag change, one from elsewhere, one more");
+            assert_eq!(in_write.messages_count, 7, "three, one with a tag change, one from elsewhere, two more");
             assert_eq!(in_write.last_customer_message_at, Some(last));
             assert!(in_write.updated_at >= last);
-            assert_eq!(in_write.tags, vec!["vip".to_string()]);
+            let mut tags = in_write.tags.clone();
+            tags.sort();
+            assert_eq!(tags, vec!["late".to_string(), "vip".to_string()]);
             let (customer, integration) = (in_write.customer_id, in_write.integration_id);
             let read = store
                 .read(move |r| {

@@ -95,8 +95,16 @@ impl Heads {
     }
 
     /// Makes event `seq`, number `n` of `conversation` (in `account`), its last.
-    pub(super) fn advance(&mut self, db: &Connection, account: Uuid, conversation: Uuid, seq: i64, n: i64) -> R<()> {
-        let written = super::activity::link(db, conversation, seq, n);
+    pub(super) fn advance(
+        &mut self,
+        db: &Connection,
+        held: &mut super::activity::Deferred,
+        account: Uuid,
+        conversation: Uuid,
+        seq: i64,
+        n: i64,
+    ) -> R<()> {
+        let written = held.link(db, conversation, seq, n);
         if written.is_err() {
             self.0.remove(&conversation);
         }

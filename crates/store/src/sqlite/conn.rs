@@ -58,6 +58,12 @@ pub(crate) trait HasConn {
     fn queues(&self) -> Option<&RefCell<Queues>> {
         None
     }
+
+    /// Before a read of conversations with SQL: writes what the writer held back of their
+    /// activity (`activity.rs`); readers hold nothing back.
+    fn settle(&self) -> R<()> {
+        Ok(())
+    }
 }
 
 pub(crate) struct ReadConn<'a>(pub &'a Connection);
@@ -95,6 +101,10 @@ impl HasConn for WriteConn<'_> {
     fn queues(&self) -> Option<&RefCell<Queues>> {
         Some(&self.memory.queues)
     }
+
+    fn settle(&self) -> R<()> {
+        self.memory.activity.borrow_mut().settle(self.db)
+    }
 }
 
 fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
@@ -118,8 +128,9 @@ fn docs<T: DeserializeOwned>(db: &Connection, sql: &str, args: &[&dyn ToSql]) ->
 }
 
 /// Conversations, by a query that starts with [`select_conversations!`].
-fn conversation_docs(db: &Connection, sql: &str, args: &[&dyn ToSql]) -> R<Vec<Conversation>> {
-    let mut stmt = db.prepare_cached(sql)?;
+fn conversation_docs(on: &impl HasConn, sql: &str, args: &[&dyn ToSql]) -> R<Vec<Conversation>> {
+    on.settle()?;
+    let mut stmt = on.conn().prepare_cached(sql)?;
     let rows = stmt.query_map(args, |r| activity::read(r, 0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -174,6 +185,7 @@ fn kept_doc<T: Kept>(on: &impl HasConn, account: Uuid, id: Uuid) -> R<Option<T>>
     if let Some(doc) = cache.and_then(|c| c.borrow_mut().get::<T>(account, id)) {
         return Ok(Some(doc));
     }
+    on.settle()?;
     let found: Option<T> = on.conn().prepare_cached(T::SELECT)?.query_row(params![id, account], T::read).optional()?;
     if let (Some(cache), Some(doc)) = (cache, &found) {
         cache.borrow_mut().keep(account, doc);
@@ -290,7 +302,7 @@ impl<T: HasConn> Reads for T {
             })
             .collect();
         let args: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
-        conversation_docs(self.conn(), &sql, &args)
+        conversation_docs(self, &sql, &args)
     }
 
     fn queue_position(&self, account: Uuid, c: &Conversation) -> R<i64> {
@@ -311,6 +323,7 @@ impl<T: HasConn> Reads for T {
     }
 
     fn latest_conversation(&self, account: Uuid, customer: Uuid, integration: Uuid) -> R<Option<Conversation>> {
+        self.settle()?;
         Ok(self
             .conn()
             .prepare_cached(concat!(
@@ -456,7 +469,7 @@ impl<T: HasConn> Reads for T {
 
     fn waiting(&self, account: Uuid, limit: usize) -> R<Vec<Conversation>> {
         conversation_docs(
-            self.conn(),
+            self,
             concat!(
                 select_conversations!(),
                 " WHERE c.account_id = ?1 AND c.status = 'open' AND c.assignee_id IS NULL
@@ -468,7 +481,7 @@ impl<T: HasConn> Reads for T {
 
     fn queue_of(&self, account: Uuid, group: Option<Uuid>, limit: usize) -> R<Vec<Conversation>> {
         conversation_docs(
-            self.conn(),
+            self,
             concat!(
                 select_conversations!(),
                 " WHERE c.account_id = ?1 AND c.group_id IS ?2 AND c.status = 'open'
@@ -480,7 +493,7 @@ impl<T: HasConn> Reads for T {
 
     fn first_response_waits(&self, account: Uuid, group: Uuid, since: Timestamp) -> R<Vec<i64>> {
         let list = conversation_docs(
-            self.conn(),
+            self,
             concat!(
                 select_conversations!(),
                 " WHERE c.account_id = ?1 AND c.group_id = ?2 AND c.first_response_at >= ?3"
@@ -638,8 +651,10 @@ impl WriteConn<'_> {
         // what is stored, when it holds one.
         let stored = self.memory.cache.borrow_mut().get::<Conversation>(account, c.id);
         if stored.is_some_and(|stored| activity::only_activity_differs(&stored, c)) {
-            return activity::write(self.db, c);
+            return self.memory.activity.borrow_mut().defer(self.db, c);
         }
+        // Anything held back is older than what follows.
+        self.memory.activity.borrow_mut().settle(self.db)?;
         let status = c.status.as_str();
         let assignee = c.assignee.map(|a| a.id);
         let queued_at = c.queued_at.map(Timestamp::millis);
@@ -900,7 +915,8 @@ impl Tx for WriteConn<'_> {
             other => other?,
         };
         if let (Some(conversation), Some(n)) = (event.conversation_id, conversation_n) {
-            self.memory.heads.borrow_mut().advance(self.db, account, conversation, seq, n)?;
+            let mut held = self.memory.activity.borrow_mut();
+            self.memory.heads.borrow_mut().advance(self.db, &mut held, account, conversation, seq, n)?;
         }
         self.appended.push(LogEntry::of(&event, json));
         Ok(event)

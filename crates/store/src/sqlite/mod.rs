@@ -287,6 +287,7 @@ pub(crate) struct WriterMemory {
     pub seqs: RefCell<Seqs>,
     pub queues: RefCell<queues::Queues>,
     pub heads: RefCell<chains::Heads>,
+    pub activity: RefCell<activity::Deferred>,
 }
 
 impl WriterMemory {
@@ -306,6 +307,7 @@ impl WriterMemory {
         self.seqs.borrow_mut().forget();
         self.queues.borrow_mut().forget();
         self.heads.borrow_mut().forget();
+        self.activity.borrow_mut().forget();
     }
 
     /// A command rolled back to its savepoint: what it wrote is undone, and so must be what was
@@ -315,6 +317,7 @@ impl WriterMemory {
         self.seqs.borrow_mut().command_undone();
         self.queues.borrow_mut().forget();
         self.heads.borrow_mut().forget();
+        self.activity.borrow_mut().forget();
     }
 }
 
@@ -426,10 +429,19 @@ fn call(w: &mut Writing, f: impl FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError
     let mut tx = WriteConn { db: w.db, now: w.now, appended: &mut *w.appended, message: None, memory: w.memory };
     let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
         .unwrap_or_else(|_| Err(StoreError::Backend("a command panicked; it was rolled back".into())));
-    match (result, tx.message) {
+    let result = match (result, tx.message) {
         // A message lives in its event's row: without the event it would be lost.
         (Ok(_), Some(_)) => Err(StoreError::Backend("a message was stored without the event that carries it".into())),
         (result, _) => result,
+    };
+    // What the command held back of a conversation's activity is written inside it.
+    let mut held = w.memory.activity.borrow_mut();
+    match result {
+        Ok(answer) => held.settle(w.db).map(|()| answer),
+        Err(e) => {
+            held.forget();
+            Err(e)
+        }
     }
 }
 
