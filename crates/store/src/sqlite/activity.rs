@@ -11,7 +11,9 @@
 //! 2.3 against 3.0; BENCHMARKS.md, step 20).
 //!
 //! So a command whose only change to a conversation is its activity (a message, for one)
-//! writes the narrow row alone, and the wide row keeps the values of its own last write. Every
+//! writes the narrow row alone — held back to go with the link of the conversation's next
+//! event, in one statement ([`Deferred`]) — and the wide row keeps the values of its own last
+//! write. Every
 //! read of a conversation's document therefore selects [`COLUMNS`] [`FROM`] both and builds it
 //! with [`read`], which lays the narrow row over the document. A narrow row whose `updated_at`
 //! is NULL — made by the migration, or by a link to an event before the conversation's first
