@@ -39,9 +39,7 @@ pub(super) use select_conversations;
 
 /// A conversation from the columns of [`select_conversations!`], starting at column `first`.
 pub(super) fn read(row: &Row, first: usize) -> rusqlite::Result<Conversation> {
-    let text: String = row.get(first)?;
-    let mut c: Conversation = serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(first, rusqlite::types::Type::Text, Box::new(e)))?;
+    let mut c: Conversation = super::conn::doc(row, first)?;
     if let Some(updated_at) = row.get::<_, Option<i64>>(first + 2)? {
         c.updated_at = Timestamp::from_millis(updated_at);
         c.messages_count = row.get::<_, Option<i64>>(first + 1)?.unwrap_or(c.messages_count);
@@ -52,12 +50,11 @@ pub(super) fn read(row: &Row, first: usize) -> rusqlite::Result<Conversation> {
 
 /// Whether `new` differs from `stored` in its activity alone (or not at all), so that writing
 /// the narrow row is writing all of it.
-pub(super) fn only_activity_differs(stored: &Conversation, new: &Conversation) -> bool {
-    let mut with_new_activity = stored.clone();
-    with_new_activity.messages_count = new.messages_count;
-    with_new_activity.updated_at = new.updated_at;
-    with_new_activity.last_customer_message_at = new.last_customer_message_at;
-    with_new_activity == *new
+pub(super) fn only_activity_differs(mut stored: Conversation, new: &Conversation) -> bool {
+    stored.messages_count = new.messages_count;
+    stored.updated_at = new.updated_at;
+    stored.last_customer_message_at = new.last_customer_message_at;
+    stored == *new
 }
 
 /// Writes an activity (its link to its last event aside: `chains.rs` keeps that).

@@ -22,9 +22,9 @@ use parley_core::customer::Customer;
 use parley_core::integration::Integration;
 use parley_core::Uuid;
 use rusqlite::{Connection, Row};
-use serde::de::DeserializeOwned;
 
 use super::activity::{self, select_conversations};
+use super::conn::doc;
 
 /// Past this many documents of one kind, that kind starts over empty: a bound on memory that
 /// costs one reload of each document still in use.
@@ -48,13 +48,6 @@ pub(crate) trait Kept: Clone {
     fn docs(cache: &mut WriterCache) -> &mut Docs<Self>;
 }
 
-/// The body, column 0, of a document kept whole in its row.
-fn body<T: DeserializeOwned>(row: &Row) -> rusqlite::Result<T> {
-    let text: String = row.get(0)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
-}
-
 macro_rules! kept {
     ($($doc:ty => $select:expr, $read:expr, in $field:ident),* $(,)?) => {$(
         impl Kept for $doc {
@@ -75,8 +68,8 @@ macro_rules! kept {
 kept! {
     Conversation => concat!(select_conversations!(), " WHERE c.id = ?1 AND c.account_id = ?2"),
         |row| activity::read(row, 0), in conversations,
-    Customer => "SELECT body FROM customers WHERE id = ?1 AND account_id = ?2", body, in customers,
-    Integration => "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", body, in integrations,
+    Customer => "SELECT body FROM customers WHERE id = ?1 AND account_id = ?2", |row| doc(row, 0), in customers,
+    Integration => "SELECT body FROM integrations WHERE id = ?1 AND account_id = ?2", |row| doc(row, 0), in integrations,
 }
 
 #[derive(Default)]

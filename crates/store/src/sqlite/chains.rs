@@ -9,8 +9,9 @@
 //! event of a conversation carries the `seq` of that conversation's previous event
 //! (`conversation_prev`) and its own number in the conversation (`conversation_n`), and the
 //! conversation's narrow row of activity (`activity.rs`) — on a page the command writes
-//! already — its last event and their count (`last_event_seq`, `event_count`). Every 16th event of a conversation is a mark, in a
-//! partial index (`events_conversation_marks`: one entry for 16 events).
+//! already — its last event and their count (`last_event_seq`, `event_count`). Every 16th event
+//! of a conversation is a mark, in a partial index (`events_conversation_marks`: one entry for
+//! 16 events).
 //!
 //! Reads walk the links, a lookup by primary key per event, as reading the events' bodies
 //! through the index did:

@@ -107,7 +107,7 @@ impl HasConn for WriteConn<'_> {
     }
 }
 
-fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
+pub(super) fn doc<T: DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
     serde_json::from_str(&text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
@@ -650,7 +650,7 @@ impl WriteConn<'_> {
         // then all there is to write (`activity.rs`). The writer's copy of the conversation is
         // what is stored, when it holds one.
         let stored = self.memory.cache.borrow_mut().get::<Conversation>(account, c.id);
-        if stored.is_some_and(|stored| activity::only_activity_differs(&stored, c)) {
+        if stored.is_some_and(|stored| activity::only_activity_differs(stored, c)) {
             return self.memory.activity.borrow_mut().defer(self.db, c);
         }
         // Anything held back is older than what follows.

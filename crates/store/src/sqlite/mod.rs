@@ -456,12 +456,12 @@ fn call(w: &mut Writing, f: impl FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError
 /// answer is its error. Conformance: `a_command_that_fails_among_others_that_may_run_again_leaves_no_trace`.
 #[derive(Default)]
 struct Row {
-    open: bool,
     /// Where the row's commands' answers start in the batch's outcomes.
     first: usize,
     /// The batch's appended events before the row.
     mark: usize,
-    /// The row's commands so far (all succeeded), to run again.
+    /// The row's commands so far (all succeeded), to run again; the row is open while it holds
+    /// any.
     commands: Vec<AgainFn>,
 }
 
@@ -475,9 +475,9 @@ impl Row {
         outcomes: &mut [(Reply, Result<Boxed, StoreError>)],
     ) -> Result<Result<Boxed, StoreError>, StoreError> {
         let (db, memory) = (w.db, w.memory);
-        if !self.open {
+        if self.commands.is_empty() {
             exec_cached(db, "SAVEPOINT row")?;
-            *self = Row { open: true, first: outcomes.len(), mark: w.appended.len(), commands: Vec::new() };
+            (self.first, self.mark) = (outcomes.len(), w.appended.len());
         }
         let result = call(w, &mut f);
         if result.is_ok() {
@@ -497,17 +497,15 @@ impl Row {
                 return Err(StoreError::Backend("the database rolled the transaction back".into()));
             }
         }
-        self.open = false;
         exec_cached(db, "RELEASE row")?;
         Ok(result)
     }
 
     /// Ends the row, keeping what its commands wrote.
     fn close(&mut self, db: &Connection, memory: &WriterMemory) -> Result<(), StoreError> {
-        if !self.open {
+        if self.commands.is_empty() {
             return Ok(());
         }
-        self.open = false;
         self.commands.clear();
         memory.seqs.borrow_mut().command_kept();
         exec_cached(db, "RELEASE row")?;
@@ -515,20 +513,24 @@ impl Row {
     }
 }
 
+impl SqliteStore {
+    /// Hands a command to the writer and waits for its answer.
+    async fn queue_command(&self, command: Command) -> Result<Boxed, StoreError> {
+        let queue = self.queue.lock().map_err(|_| StoreError::Unavailable)?.clone().ok_or(StoreError::Unavailable)?;
+        let (reply, answer) = oneshot::channel();
+        queue.send(WriteJob { command, reply }).await.map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn write_boxed(&self, f: WriteFn) -> Result<Boxed, StoreError> {
-        let queue = self.queue.lock().map_err(|_| StoreError::Unavailable)?.clone().ok_or(StoreError::Unavailable)?;
-        let (reply, answer) = oneshot::channel();
-        queue.send(WriteJob { command: Command::Once(f), reply }).await.map_err(|_| StoreError::Unavailable)?;
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        self.queue_command(Command::Once(f)).await
     }
 
     async fn write_again_boxed(&self, f: AgainFn) -> Result<Boxed, StoreError> {
-        let queue = self.queue.lock().map_err(|_| StoreError::Unavailable)?.clone().ok_or(StoreError::Unavailable)?;
-        let (reply, answer) = oneshot::channel();
-        queue.send(WriteJob { command: Command::Again(f), reply }).await.map_err(|_| StoreError::Unavailable)?;
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        self.queue_command(Command::Again(f)).await
     }
 
     async fn read_boxed(&self, f: ReadFn) -> Result<Boxed, StoreError> {
