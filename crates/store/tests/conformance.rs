@@ -892,73 +892,77 @@ async fn a_command_that_fails_among_others_that_may_run_again_leaves_no_trace() 
         let (account, c) = seed(store.as_ref()).await;
         let limits = Arc::new(Limits { tags_per_conversation: 1000, ..Limits::default() });
         let note = move |n: usize| numbered_note(c, n);
-        // A command that holds the writer, so that the others queue up and share batches.
-        let hold = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write(|_| {
-                        std::thread::sleep(Duration::from_millis(100));
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // What command n does: 0 may run again and is kept, 1 may run again and fails (or
+        // panics) after writing, 2 runs once. The first 90 mix all three; in the last 60 every
+        // batch holds only commands that may run again, so each begins with a row of them.
+        let kind = |n: usize| if n < 90 { n % 3 } else { n % 2 };
         let runs = Arc::new(AtomicUsize::new(0));
-        let commands = (0..90usize).map(|n| {
-            let (store, limits, runs) = (store.clone(), limits.clone(), runs.clone());
-            tokio::spawn(async move {
-                match n % 3 {
-                    // May run again; tags the conversation and appends.
-                    0 => {
-                        store
-                            .write_again(move |tx| {
-                                runs.fetch_add(1, Ordering::Relaxed);
-                                conversations::change_tags(
-                                    tx,
-                                    account,
-                                    c,
-                                    &[format!("t{n}")],
-                                    &[],
-                                    Actor::system(),
-                                    &limits,
-                                )?;
-                                Ok(tx.append(account, note(n))?.seq)
-                            })
-                            .await
-                    }
-                    // May run again; fails (or panics) after writing.
-                    1 => {
-                        store
-                            .write_again(move |tx| {
-                                conversations::change_tags(
-                                    tx,
-                                    account,
-                                    c,
-                                    &["failed".into()],
-                                    &[],
-                                    Actor::system(),
-                                    &limits,
-                                )?;
-                                tx.append(account, note(n))?;
-                                if n % 10 == 1 {
-                                    panic!("a command panics after writing");
-                                }
-                                Err(StoreError::Backend("gives up after writing".into()))
-                            })
-                            .await
-                    }
-                    // Runs once.
-                    _ => store.write(move |tx| Ok(tx.append(account, note(n))?.seq)).await,
-                }
-            })
-        });
         let mut answers = Vec::new();
-        for (n, command) in commands.collect::<Vec<_>>().into_iter().enumerate() {
-            answers.push((n, command.await.expect("joins")));
+        for round in [0..90usize, 90..150] {
+            // A command that holds the writer, so that the others queue up and share batches.
+            let hold = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .write(|_| {
+                            std::thread::sleep(Duration::from_millis(100));
+                            Ok(())
+                        })
+                        .await
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let commands = round.map(|n| {
+                let (store, limits, runs) = (store.clone(), limits.clone(), runs.clone());
+                let command = tokio::spawn(async move {
+                    match kind(n) {
+                        0 => {
+                            store
+                                .write_again(move |tx| {
+                                    runs.fetch_add(1, Ordering::Relaxed);
+                                    conversations::change_tags(
+                                        tx,
+                                        account,
+                                        c,
+                                        &[format!("t{n}")],
+                                        &[],
+                                        Actor::system(),
+                                        &limits,
+                                    )?;
+                                    Ok(tx.append(account, note(n))?.seq)
+                                })
+                                .await
+                        }
+                        1 => {
+                            store
+                                .write_again(move |tx| {
+                                    conversations::change_tags(
+                                        tx,
+                                        account,
+                                        c,
+                                        &["failed".into()],
+                                        &[],
+                                        Actor::system(),
+                                        &limits,
+                                    )?;
+                                    tx.append(account, note(n))?;
+                                    if n % 10 == 1 {
+                                        panic!("a command panics after writing");
+                                    }
+                                    Err(StoreError::Backend("gives up after writing".into()))
+                                })
+                                .await
+                        }
+                        _ => store.write(move |tx| Ok(tx.append(account, note(n))?.seq)).await,
+                    }
+                });
+                (n, command)
+            });
+            for (n, command) in commands.collect::<Vec<_>>() {
+                answers.push((n, command.await.expect("joins")));
+            }
+            hold.await.expect("joins").expect("the holding command");
         }
-        hold.await.expect("joins").expect("the holding command");
 
         let log =
             store.read(move |r| r.log(account, &LogQuery { limit: 1000, ..LogQuery::default() })).await.expect("log");
@@ -974,7 +978,7 @@ async fn a_command_that_fails_among_others_that_may_run_again_leaves_no_trace() 
             .collect();
         let mut kept = Vec::new();
         for (n, answer) in answers {
-            match (n % 3, answer) {
+            match (kind(n), answer) {
                 (1, answer) => assert!(answer.is_err(), "command {n} failed"),
                 (_, Ok(seq)) => kept.push((seq, n as u64)),
                 (_, Err(e)) => panic!("command {n} should have been kept: {e}"),
@@ -983,12 +987,12 @@ async fn a_command_that_fails_among_others_that_may_run_again_leaves_no_trace() 
         kept.sort_unstable();
         assert_eq!(noted, kept, "each kept command's event once, at the seq it was answered with");
         let tags = store.read(move |r| r.conversation(account, c)).await.expect("read").expect("stored").tags;
-        let mut expected: Vec<String> = (0..90).filter(|n| n % 3 == 0).map(|n| format!("t{n}")).collect();
+        let mut expected: Vec<String> = (0..150).filter(|&n| kind(n) == 0).map(|n| format!("t{n}")).collect();
         expected.sort();
         let mut tags = tags;
         tags.sort();
         assert_eq!(tags, expected, "the kept commands' tags, none of a failed one");
-        eprintln!("{} runs of the 30 commands that may run again", runs.load(Ordering::Relaxed));
+        eprintln!("{} runs of the 60 commands that may run again and are kept", runs.load(Ordering::Relaxed));
         store.close().await;
     }
 }
