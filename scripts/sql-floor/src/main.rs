@@ -21,6 +21,12 @@
 //! | `nomid`     | no message-id index (`events_message_id`)                              |
 //! | `page1k`, `page2k` | `all` with pages of 1,024 or 2,048 bytes instead of 4,096       |
 //!
+//! Two settings change any variant: `SAVEPOINTS=0` runs the commands without a savepoint each
+//! (as the server's writer runs a batch of messages since step 25), and `EVENTS` the log's
+//! table: `keyed` by one integer, the account's number above the seq (the server's since
+//! step 26, `sqlite/keys.rs`), `rowid` by SQLite's own rowid with `(account_id, seq)` unique
+//! beside it; unset, by `(account_id, seq)` without a rowid (the server's before step 26).
+//!
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +98,10 @@ const INSERT_EVENT: &str = "INSERT INTO events (account_id, seq, id, type, occur
     message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
+const INSERT_KEYED: &str = "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
+    message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n, k)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
 fn thread_cpu_seconds() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes only into the timespec it is given.
@@ -142,7 +152,15 @@ fn main() -> rusqlite::Result<()> {
         "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{cache_kib}; PRAGMA mmap_size = 1099511627776;
          PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
     ))?;
-    db.execute_batch(SCHEMA)?;
+    let events = std::env::var("EVENTS").unwrap_or_default();
+    let schema = match events.as_str() {
+        "rowid" => SCHEMA.replace("PRIMARY KEY (account_id, seq)) WITHOUT ROWID;", "UNIQUE (account_id, seq));"),
+        "keyed" => SCHEMA
+            .replace("CREATE TABLE events (account_id", "CREATE TABLE events (k INTEGER PRIMARY KEY, account_id")
+            .replace(",\n    PRIMARY KEY (account_id, seq)) WITHOUT ROWID;", ");"),
+        _ => SCHEMA.to_string(),
+    };
+    db.execute_batch(&schema)?;
     for index in dropped(&variant) {
         db.execute_batch(&format!("DROP INDEX {index}"))?;
     }
@@ -186,7 +204,7 @@ fn main() -> rusqlite::Result<()> {
         })
     };
 
-    let savepoints = variant != "nosave";
+    let savepoints = variant != "nosave" && std::env::var("SAVEPOINTS").as_deref() != Ok("0");
     let no_id: Option<Vec<u8>> = None;
     let started = thread_cpu_seconds();
     // The writer's own passes that let the WAL start over (counted as checkpointing).
@@ -231,7 +249,9 @@ fn main() -> rusqlite::Result<()> {
             }
             let message_id = [seq.to_be_bytes(), [0u8; 8]].concat();
             let prev = (c.last_event > 0).then_some(c.last_event);
-            db.prepare_cached(INSERT_EVENT)?.execute(params![
+            let insert = if events == "keyed" { INSERT_KEYED } else { INSERT_EVENT };
+            let columns = if events == "keyed" { 15 } else { 14 };
+            db.prepare_cached(insert)?.execute(&params![
                 account,
                 seq,
                 random_id(&mut rng),
@@ -245,8 +265,9 @@ fn main() -> rusqlite::Result<()> {
                 "customer",
                 c.customer,
                 prev,
-                c.messages
-            ])?;
+                c.messages,
+                (1i64 << 40) | seq
+            ][..columns])?;
             c.last_event = seq;
             if savepoints {
                 db.prepare_cached("RELEASE command")?.execute([])?;

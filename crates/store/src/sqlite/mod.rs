@@ -14,6 +14,7 @@ mod cache;
 mod chains;
 mod checkpointer;
 mod conn;
+mod keys;
 mod messages;
 mod queues;
 mod schema;
