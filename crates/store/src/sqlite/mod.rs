@@ -14,7 +14,6 @@ mod cache;
 mod chains;
 mod checkpointer;
 mod conn;
-mod keys;
 mod messages;
 mod queues;
 mod schema;

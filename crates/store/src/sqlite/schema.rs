@@ -309,44 +309,6 @@ SELECT id, last_event_seq, event_count FROM conversations WHERE last_event_seq I
 ALTER TABLE conversations DROP COLUMN last_event_seq;
 ALTER TABLE conversations DROP COLUMN event_count;
 "#,
-    // The log keyed by one integer, the account's number above the event's seq
-    // (`sqlite/keys.rs`). An event whose account is gone keeps its row, under a key of its own.
-    r#"
-ALTER TABLE accounts ADD COLUMN number INTEGER;
-UPDATE accounts SET number = rowid;
-CREATE UNIQUE INDEX accounts_number ON accounts (number);
-CREATE TABLE events_keyed (
-    k INTEGER PRIMARY KEY,
-    account_id BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    id BLOB NOT NULL,
-    type TEXT NOT NULL,
-    occurred_at INTEGER NOT NULL,
-    conversation_id BLOB,
-    body TEXT NOT NULL,
-    message_seq INTEGER,
-    message_id BLOB,
-    client_message_id TEXT,
-    author_type TEXT,
-    author_id BLOB,
-    conversation_prev INTEGER,
-    conversation_n INTEGER
-);
-INSERT INTO events_keyed (k, account_id, seq, id, type, occurred_at, conversation_id, body, message_seq, message_id,
-    client_message_id, author_type, author_id, conversation_prev, conversation_n)
-SELECT (a.number << 40) | e.seq, e.account_id, e.seq, e.id, e.type, e.occurred_at, e.conversation_id, e.body,
-    e.message_seq, e.message_id, e.client_message_id, e.author_type, e.author_id, e.conversation_prev, e.conversation_n
-FROM events e LEFT JOIN accounts a ON a.id = e.account_id
-ORDER BY a.number, e.seq;
-DROP TABLE events;
-ALTER TABLE events_keyed RENAME TO events;
-CREATE INDEX events_time ON events (account_id, occurred_at, seq);
-CREATE INDEX events_message_marks ON events (account_id, conversation_id, message_seq) WHERE message_seq % 64 = 1;
-CREATE INDEX events_message_id ON events (message_id) WHERE message_id IS NOT NULL;
-CREATE UNIQUE INDEX events_client_message ON events (conversation_id, client_message_id)
-    WHERE client_message_id IS NOT NULL;
-CREATE INDEX events_conversation_marks ON events (account_id, conversation_id, seq) WHERE conversation_n % 16 = 1;
-"#,
 ];
 
 /// The schema version this binary brings a database to.
