@@ -21,6 +21,10 @@ struct Run {
     latency: Histogram<u64>,
     server_cpu: Option<f64>,
     generator_cpu: Option<f64>,
+    /// The server's CPU by kind of thread.
+    server_threads: Value,
+    /// The machine's idle core-seconds: what the closed loop of clients left unused.
+    idle: Option<f64>,
 }
 
 impl Run {
@@ -38,6 +42,8 @@ impl Run {
                 "server": self.server_cpu,
                 "generator": self.generator_cpu,
                 "wall": (self.elapsed * 100.0).round() / 100.0,
+                "server_threads": self.server_threads,
+                "idle": self.idle,
             },
         })
     }
@@ -172,12 +178,14 @@ async fn measure(args: &BenchArgs, baseline: bool) -> Result<Run, String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let server_pid = server.child.id().to_string();
     let (server_cpu0, own_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    let (threads0, idle0) = (thread_cpu_seconds(&server_pid), idle_seconds());
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    let (threads1, idle1) = (thread_cpu_seconds(&server_pid), idle_seconds());
     stop.store(true, Ordering::Relaxed);
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     for task in tasks {
@@ -191,6 +199,8 @@ async fn measure(args: &BenchArgs, baseline: bool) -> Result<Run, String> {
         latency,
         server_cpu: cpu_between(server_cpu0, server_cpu1),
         generator_cpu: cpu_between(own_cpu0, own_cpu1),
+        server_threads: threads_between(&threads0, &threads1),
+        idle: cpu_between(idle0, idle1),
     })
 }
 
@@ -212,6 +222,10 @@ fn print_table(r: &Value) {
     row("server CPU (s)", r["cpu_seconds"]["server"].to_string());
     row("generator CPU (s)", r["cpu_seconds"]["generator"].to_string());
     row("wall (s)", r["cpu_seconds"]["wall"].to_string());
+    for (name, seconds) in r["cpu_seconds"]["server_threads"].as_object().into_iter().flatten() {
+        row(&format!("CPU {name} (s)"), seconds.to_string());
+    }
+    row("idle, all cores (s)", r["cpu_seconds"]["idle"].to_string());
     for (i, run) in r["runs"].as_array().into_iter().flatten().enumerate() {
         let rate = |side: &str| run[side]["messages_per_second"].as_f64().unwrap_or(0.0);
         let value = match run["ratio"].as_f64() {

@@ -169,10 +169,50 @@ fn start_process(args: &BenchArgs, dir: DataDir, baseline: bool) -> Result<Serve
 
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) in a `stat` file of /proc (a process's or one of its threads').
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// CPU seconds a process's threads have used, those of one name summed: where a server's time
+/// goes (its SQLite writer against its request threads, say).
+fn thread_cpu_seconds(pid: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
+        if let Some(seconds) = stat_cpu_seconds(&path.join("stat").to_string_lossy()) {
+            *by_name.entry(name).or_insert(0.0) += seconds;
+        }
+    }
+    by_name
+}
+
+/// What each kind of thread used between two readings of [`thread_cpu_seconds`].
+fn threads_between(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> Value {
+    let used = after
+        .iter()
+        .map(|(name, s)| (name.clone(), json!(((s - before.get(name).unwrap_or(&0.0)) * 100.0).round() / 100.0)));
+    Value::Object(used.collect())
+}
+
+/// Idle seconds of all the machine's cores together (idle and waiting on I/O), from /proc/stat.
+fn idle_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    Some((fields.get(3)? + fields.get(4)?) / 100.0)
 }
 
 fn machine() -> Value {
