@@ -457,7 +457,7 @@ fn call(w: &mut Writing, f: impl FnOnce(&mut dyn Tx) -> Result<Boxed, StoreError
 ///
 /// A row that begins its batch takes no savepoint at all: the transaction stands for it, and
 /// rolling the row back is rolling the transaction back and beginning it again. Even one
-/// savepoint per row copied every page the row changed (4–9 % of the writer in `bench ingest`,
+/// savepoint per row copied every page the row changed (7–9 % of the writer in `bench ingest`,
 /// where every command is such a row's). Should the transaction not begin again (another
 /// process holding the file's write lock past the busy timeout), the rest of the batch is
 /// refused, as when any savepoint statement fails: nothing of it was committed.
