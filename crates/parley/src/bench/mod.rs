@@ -3,6 +3,7 @@
 //! over real sockets from this process, and prints one table — and writes the same figures as
 //! JSON — with the machine, both processes' CPU time and the exact parameters.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -182,8 +183,8 @@ fn stat_cpu_seconds(path: &str) -> Option<f64> {
 
 /// CPU seconds a process's threads have used, those of one name summed: where a server's time
 /// goes (its SQLite writer against its request threads, say).
-fn thread_cpu_seconds(pid: &str) -> std::collections::BTreeMap<String, f64> {
-    let mut by_name = std::collections::BTreeMap::new();
+fn thread_cpu_seconds(pid: &str) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
@@ -198,10 +199,7 @@ fn thread_cpu_seconds(pid: &str) -> std::collections::BTreeMap<String, f64> {
 }
 
 /// What each kind of thread used between two readings of [`thread_cpu_seconds`].
-fn threads_between(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
-) -> Value {
+fn threads_between(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Value {
     let used = after
         .iter()
         .map(|(name, s)| (name.clone(), json!(((s - before.get(name).unwrap_or(&0.0)) * 100.0).round() / 100.0)));

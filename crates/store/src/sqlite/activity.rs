@@ -65,13 +65,7 @@ const WRITE: &str = "INSERT INTO conversation_activity (id, messages_count, upda
 
 /// Writes `c`'s activity now.
 pub(super) fn write(db: &Connection, c: &Conversation) -> Result<(), StoreError> {
-    db.prepare_cached(WRITE)?.execute(params![
-        c.id,
-        c.messages_count,
-        c.updated_at.millis(),
-        c.last_customer_message_at.map(Timestamp::millis)
-    ])?;
-    Ok(())
+    Activity::of(c).write(db)
 }
 
 /// What a command changed in a conversation's activity, not yet written: it goes with the link
@@ -90,26 +84,40 @@ struct Activity {
     last_customer_message_at: Option<i64>,
 }
 
+impl Activity {
+    fn of(c: &Conversation) -> Self {
+        Activity {
+            id: c.id,
+            messages_count: c.messages_count,
+            updated_at: c.updated_at.millis(),
+            last_customer_message_at: c.last_customer_message_at.map(Timestamp::millis),
+        }
+    }
+
+    fn write(self, db: &Connection) -> Result<(), StoreError> {
+        db.prepare_cached(WRITE)?.execute(params![
+            self.id,
+            self.messages_count,
+            self.updated_at,
+            self.last_customer_message_at
+        ])?;
+        Ok(())
+    }
+}
+
 impl Deferred {
     /// Holds `c`'s activity back, writing another conversation's held before.
     pub(super) fn defer(&mut self, db: &Connection, c: &Conversation) -> Result<(), StoreError> {
         if self.0.is_some_and(|held| held.id != c.id) {
             self.settle(db)?;
         }
-        self.0 = Some(Activity {
-            id: c.id,
-            messages_count: c.messages_count,
-            updated_at: c.updated_at.millis(),
-            last_customer_message_at: c.last_customer_message_at.map(Timestamp::millis),
-        });
+        self.0 = Some(Activity::of(c));
         Ok(())
     }
 
     /// Writes what is held back.
     pub(super) fn settle(&mut self, db: &Connection) -> Result<(), StoreError> {
-        let Some(a) = self.0.take() else { return Ok(()) };
-        db.prepare_cached(WRITE)?.execute(params![a.id, a.messages_count, a.updated_at, a.last_customer_message_at])?;
-        Ok(())
+        self.0.take().map_or(Ok(()), |held| held.write(db))
     }
 
     pub(super) fn forget(&mut self) {

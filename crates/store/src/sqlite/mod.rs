@@ -467,14 +467,19 @@ struct Row {
     first: usize,
     /// The batch's appended events before the row.
     mark: usize,
-    /// The row began its batch's transaction, and has no savepoint of its own.
-    bare: bool,
     /// The row's commands so far (all succeeded), to run again; the row is open while it holds
     /// any.
     commands: Vec<AgainFn>,
 }
 
 impl Row {
+    /// The row began its batch's transaction (nothing of the batch came before it: a refused
+    /// command among them rolled back to its own savepoint and left nothing), and has no
+    /// savepoint of its own.
+    fn bare(&self) -> bool {
+        self.first == 0
+    }
+
     /// Runs `f` in the row (opening it if need be). The outer error means the batch cannot go
     /// on; the inner result is the command's.
     fn run(
@@ -486,10 +491,7 @@ impl Row {
         let (db, memory) = (w.db, w.memory);
         if self.commands.is_empty() {
             (self.first, self.mark) = (outcomes.len(), w.appended.len());
-            // Nothing of the batch came before: a refused command among them rolled back to
-            // its own savepoint and left nothing.
-            self.bare = self.first == 0;
-            if !self.bare {
+            if !self.bare() {
                 exec_cached(db, "SAVEPOINT row")?;
             }
         }
@@ -502,7 +504,7 @@ impl Row {
             memory.forget();
             return Ok(result);
         }
-        if self.bare {
+        if self.bare() {
             exec_cached(db, "ROLLBACK")?;
             memory.forget();
             exec_cached(db, "BEGIN IMMEDIATE")?;
@@ -518,7 +520,7 @@ impl Row {
                 return Err(StoreError::Backend("the database rolled the transaction back".into()));
             }
         }
-        if !self.bare {
+        if !self.bare() {
             exec_cached(db, "RELEASE row")?;
         }
         Ok(result)
@@ -531,7 +533,7 @@ impl Row {
         }
         self.commands.clear();
         memory.seqs.borrow_mut().command_kept();
-        if !self.bare {
+        if !self.bare() {
             exec_cached(db, "RELEASE row")?;
         }
         Ok(())
