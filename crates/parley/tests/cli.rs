@@ -77,3 +77,30 @@ async fn init_account_create_and_serve() {
     let status = serving.0.wait().expect("exits");
     assert!(status.success(), "graceful exit: {status:?}");
 }
+
+/// `parley bench ingest --pairs N` loads Parley and the baseline's handler in turns and writes
+/// every pair's figures and their ratio; what the figures are is for BENCHMARKS.md, not a test.
+#[test]
+fn bench_ingest_alternates_between_parley_and_its_baseline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("figures.json");
+    let args = ["bench", "ingest", "--durability", "normal", "--pairs", "2", "--seconds", "1"];
+    let small = ["--clients", "4", "--conversations", "20", "--out", out.to_str().expect("utf-8 path")];
+    let run = parley(&[&args[..], &small[..]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("the figures are written")).expect("JSON");
+    let pairs = figures["runs"].as_array().expect("one entry per pair");
+    assert_eq!(pairs.len(), 2);
+    for pair in pairs {
+        for side in ["ingest", "baseline"] {
+            assert!(pair[side]["messages_acknowledged"].as_u64() > Some(0), "{side} acknowledged nothing: {pair}");
+            assert_eq!(pair[side]["errors"], 0, "{side}: {pair}");
+        }
+        let ratio = pair["ratio"].as_f64().expect("a ratio");
+        let rate = |side: &str| pair[side]["messages_per_second"].as_f64().unwrap_or(0.0);
+        assert!((ratio - rate("ingest") / rate("baseline")).abs() < 0.001, "{pair}");
+    }
+    assert!(figures["ingest_over_baseline"]["median"].is_number());
+    assert!(figures["cpu_seconds"]["server_threads"]["parley-sqlite-w"].is_number(), "{figures}");
+}

@@ -1,8 +1,10 @@
 //! `parley bench ingest` and `baseline`: messages acknowledged per second and their latency.
 //!
-//! `ingest` follows each of its runs with a `baseline` run of the same load (`--pairs`) and
-//! reports their ratio: on a shared host the machine's speed drifts from one minute to the next
-//! (BENCHMARKS.md), so only a ceiling taken beside the figure it divides says something.
+//! `ingest` starts both servers, Parley and the baseline's handler, and keeps them up while its
+//! load alternates between them (`--pairs` slices of `--seconds` each): ingest, baseline, ingest,
+//! … It reports each pair's ratio and their median. On a shared host the machine's speed drifts
+//! from one minute to the next (BENCHMARKS.md), so only a ceiling taken in the seconds beside
+//! the figure it divides says something; short slices keep the two close.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,12 +55,21 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let baseline_only = matches!(args.scenario, Scenario::Baseline);
     let mut pairs: Vec<(Run, Option<Run>)> = Vec::new();
     if baseline_only {
-        pairs.push((measure(&args, true).await?, None));
+        let target = Target::start(&args, true).await?;
+        pairs.push((target.load(&args, FIRST_WARM_UP).await?, None));
     } else {
-        for _ in 0..args.pairs.max(1) {
-            let ingest = measure(&args, false).await?;
-            let baseline = if args.pairs > 0 { Some(measure(&args, true).await?) } else { None };
-            pairs.push((ingest, baseline));
+        // Both servers stay up and the load alternates between them, so that each ingest slice
+        // has its ceiling measured in the seconds next to it.
+        let ingest = Target::start(&args, false).await?;
+        let baseline = if args.pairs > 0 { Some(Target::start(&args, true).await?) } else { None };
+        for i in 0..args.pairs.max(1) {
+            let warm_up = if i == 0 { FIRST_WARM_UP } else { WARM_UP };
+            let run = ingest.load(&args, warm_up).await?;
+            let ceiling = match &baseline {
+                Some(baseline) => Some(baseline.load(&args, warm_up).await?),
+                None => None,
+            };
+            pairs.push((run, ceiling));
         }
     }
     let ratios: Vec<f64> = pairs.iter().filter_map(|(ingest, baseline)| ratio(ingest, baseline.as_ref())).collect();
@@ -115,93 +126,109 @@ fn lower_median(values: &[f64]) -> Option<(usize, f64)> {
     Some((i, values[i]))
 }
 
-/// Starts a server (`parley serve`, or the baseline's handler), loads it for `--seconds` after
-/// a one-second warm-up, and stops it.
-async fn measure(args: &BenchArgs, baseline: bool) -> Result<Run, String> {
-    let server = start_process(args, DataDir::temporary()?, baseline)?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
-    let base = server.url.clone();
-    let (key, integration) = if baseline {
-        ("baseline".to_string(), Value::Null)
-    } else {
+/// Load before the first measured slice of a server: connections opened, caches filled.
+const FIRST_WARM_UP: Duration = Duration::from_secs(1);
+/// Load before each later slice: long enough for the other server's leftovers (a checkpoint
+/// after its load stopped) to end.
+const WARM_UP: Duration = Duration::from_millis(500);
+
+/// A server to load (`parley serve`, or the baseline's handler), with its conversations.
+struct Target {
+    server: Server,
+    http: reqwest::Client,
+    key: String,
+    /// The URL each message is posted to, one per conversation.
+    conversations: Arc<Vec<String>>,
+}
+
+impl Target {
+    /// Starts the server and makes the account, the integration and the conversations.
+    async fn start(args: &BenchArgs, baseline: bool) -> Result<Target, String> {
+        let server = start_process(args, DataDir::temporary()?, baseline)?;
+        let http =
+            reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
+        let base = server.url.clone();
+        if baseline {
+            let conversations = (0..args.conversations)
+                .map(|_| format!("{base}/v1/conversations/{}/messages", parley_core::Uuid::now_v7()))
+                .collect();
+            return Ok(Target { server, http, key: "baseline".into(), conversations: Arc::new(conversations) });
+        }
         let account = post(&http, &format!("{base}/v1/accounts"), ADMIN, &json!({"name": "bench"})).await?;
         let key = account["api_key"]["secret"].as_str().ok_or("no key")?.to_string();
         let integration =
             post(&http, &format!("{base}/v1/integrations"), &key, &json!({"name": "bench", "type": "api"})).await?;
-        (key, integration)
-    };
-    let mut conversations = Vec::with_capacity(args.conversations);
-    if baseline {
-        for _ in 0..args.conversations {
-            conversations.push(format!("{base}/v1/conversations/{}/messages", parley_core::Uuid::now_v7()));
+        let mut conversations = Vec::with_capacity(args.conversations);
+        for chunk in (0..args.conversations).collect::<Vec<_>>().chunks(64) {
+            let made = chunk.iter().map(|i| {
+                let body = json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}});
+                let (http, url, key) = (http.clone(), format!("{base}/v1/conversations"), key.clone());
+                async move { post(&http, &url, &key, &body).await }
+            });
+            for c in futures_join(made).await {
+                conversations.push(format!("{base}/v1/conversations/{}/messages", c?["id"].as_str().ok_or("no id")?));
+            }
         }
+        Ok(Target { server, http, key, conversations: Arc::new(conversations) })
     }
-    let to_make = if baseline { 0 } else { args.conversations };
-    for chunk in (0..to_make).collect::<Vec<_>>().chunks(64) {
-        let made = chunk.iter().map(|i| {
-            let body = json!({"integration_id": integration["id"], "customer": {"external_id": format!("c{i}")}});
-            let (http, url, key) = (http.clone(), format!("{base}/v1/conversations"), key.clone());
-            async move { post(&http, &url, &key, &body).await }
-        });
-        for c in futures_join(made).await {
-            conversations.push(format!("{base}/v1/conversations/{}/messages", c?["id"].as_str().ok_or("no id")?));
-        }
-    }
-    let conversations = Arc::new(conversations);
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for client in 0..args.clients {
-        let (http, key, conversations) = (http.clone(), key.clone(), conversations.clone());
-        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            let body = json!({"author": {"type": "customer"}, "content": {"type": "text", "text": "Hello, I would like to know where my order is."}});
-            let mut i = client;
-            while !stop.load(Ordering::Relaxed) {
-                let url = &conversations[i % conversations.len()];
-                i += 7919;
-                let started = Instant::now();
-                let ok = matches!(http.post(url).bearer_auth(&key).json(&body).send().await, Ok(r) if r.status().is_success());
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        let _ = histogram.record(started.elapsed().as_micros() as u64);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
+
+    /// Posts messages from `--clients` clients: `warm_up`, then `--seconds` measured.
+    async fn load(&self, args: &BenchArgs, warm_up: Duration) -> Result<Run, String> {
+        let measuring = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for client in 0..args.clients {
+            let (http, key, conversations) = (self.http.clone(), self.key.clone(), self.conversations.clone());
+            let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+                let body = json!({"author": {"type": "customer"}, "content": {"type": "text", "text": "Hello, I would like to know where my order is."}});
+                let mut i = client;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = &conversations[i % conversations.len()];
+                    i += 7919;
+                    let started = Instant::now();
+                    let ok = matches!(http.post(url).bearer_auth(&key).json(&body).send().await, Ok(r) if r.status().is_success());
+                    if measuring.load(Ordering::Relaxed) {
+                        if ok {
+                            let _ = histogram.record(started.elapsed().as_micros() as u64);
+                        } else {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-            }
-            histogram
-        }));
+                histogram
+            }));
+        }
+        tokio::time::sleep(warm_up).await;
+        let server_pid = self.server.child.id().to_string();
+        let (server_cpu0, own_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let (threads0, idle0) = (thread_cpu_seconds(&server_pid), idle_seconds());
+        measuring.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        measuring.store(false, Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let (threads1, idle1) = (thread_cpu_seconds(&server_pid), idle_seconds());
+        stop.store(true, Ordering::Relaxed);
+        let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+        for task in tasks {
+            let h = task.await.map_err(|e| e.to_string())?;
+            latency.add(h).map_err(|e| e.to_string())?;
+        }
+        Ok(Run {
+            acknowledged: latency.len(),
+            errors: errors.load(Ordering::Relaxed),
+            elapsed,
+            latency,
+            server_cpu: cpu_between(server_cpu0, server_cpu1),
+            generator_cpu: cpu_between(own_cpu0, own_cpu1),
+            server_threads: threads_between(&threads0, &threads1),
+            idle: cpu_between(idle0, idle1),
+        })
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let server_pid = server.child.id().to_string();
-    let (server_cpu0, own_cpu0) = (cpu_seconds(&server_pid), cpu_seconds("self"));
-    let (threads0, idle0) = (thread_cpu_seconds(&server_pid), idle_seconds());
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let (server_cpu1, own_cpu1) = (cpu_seconds(&server_pid), cpu_seconds("self"));
-    let (threads1, idle1) = (thread_cpu_seconds(&server_pid), idle_seconds());
-    stop.store(true, Ordering::Relaxed);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
-    for task in tasks {
-        let h = task.await.map_err(|e| e.to_string())?;
-        latency.add(h).map_err(|e| e.to_string())?;
-    }
-    Ok(Run {
-        acknowledged: latency.len(),
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latency,
-        server_cpu: cpu_between(server_cpu0, server_cpu1),
-        generator_cpu: cpu_between(own_cpu0, own_cpu1),
-        server_threads: threads_between(&threads0, &threads1),
-        idle: cpu_between(idle0, idle1),
-    })
 }
 
 fn print_table(r: &Value) {

@@ -88,8 +88,9 @@ pub struct BenchArgs {
     /// there (with the same `--events`) instead of writing it again.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
-    /// Ingest scenario: measured runs, each followed by a `baseline` run of the same load, so
-    /// that every ingest figure has its ceiling taken in the same minute (0: no baseline runs).
+    /// Ingest scenario: measured slices of `--seconds`, each followed by a `baseline` slice of
+    /// the same load, both servers kept up, so that every ingest figure has its ceiling taken in
+    /// the seconds beside it (0: one ingest run, no baseline).
     #[arg(long, default_value_t = 1)]
     pairs: usize,
     /// Where to write the JSON figures.
