@@ -104,3 +104,15 @@ fn bench_ingest_alternates_between_parley_and_its_baseline() {
     assert!(figures["ingest_over_baseline"]["median"].is_number());
     assert!(figures["cpu_seconds"]["server_threads"]["parley-sqlite-w"].is_number(), "{figures}");
 }
+
+/// A bench parameter that would measure nothing (or divide by zero) is refused with the flag's
+/// name, before any server starts.
+#[test]
+fn bench_refuses_counts_of_zero_and_unknown_durabilities() {
+    for bad in [["--conversations", "0"], ["--clients", "0"], ["--seconds", "0"], ["--durability", "sometimes"]] {
+        let run = parley(&["bench", "ingest", bad[0], bad[1]]);
+        assert_eq!(run.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(bad[0]) && stderr.contains(bad[1]), "{bad:?}: {stderr}");
+    }
+}

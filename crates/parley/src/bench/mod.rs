@@ -52,37 +52,37 @@ pub enum Scenario {
 pub struct BenchArgs {
     scenario: Scenario,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>())]
     clients: usize,
     /// Conversations the messages are spread over.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one::<usize>())]
     conversations: usize,
     /// Seconds of measured load (after a one-second warm-up).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one::<u64>())]
     seconds: u64,
     /// The server's durability: `full` (fsync every commit) or `normal`.
-    #[arg(long, default_value = "full")]
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     durability: String,
     /// Run the server on this PostgreSQL database instead of a temporary SQLite one.
     #[arg(long)]
     database_url: Option<String>,
     /// Webhooks scenario: healthy endpoints, failing endpoints (answer 500), messages posted.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one::<usize>())]
     healthy: usize,
     #[arg(long, default_value_t = 2)]
     failing: usize,
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = at_least_one::<usize>())]
     messages: usize,
     /// Triggers scenario: enabled triggers (5 conditions each) evaluated before the probe.
     #[arg(long, default_value_t = 100)]
     triggers: usize,
     /// Fanout scenario: live subscribers, and messages posted per second.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one::<usize>())]
     subscribers: usize,
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = at_least_one::<usize>())]
     rate: usize,
     /// Log scenario: events in the log.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = 10_000_000, value_parser = at_least_one::<usize>())]
     events: usize,
     /// Log scenario: keep the seeded log in this directory, and measure a log already seeded
     /// there (with the same `--events`) instead of writing it again.
@@ -96,6 +96,12 @@ pub struct BenchArgs {
     /// Where to write the JSON figures.
     #[arg(long, default_value = "bench-results.json")]
     out: String,
+}
+
+/// A count or a duration that must be at least 1: with none of it, a scenario measures nothing
+/// (or divides by it).
+fn at_least_one<T: TryFrom<u64> + Clone + Send + Sync + 'static>() -> clap::builder::RangedU64ValueParser<T> {
+    clap::builder::RangedU64ValueParser::<T>::new().range(1..)
 }
 
 const ADMIN: &str = "bench-admin-token";
