@@ -1,9 +1,10 @@
 //! Log consumers whose work must happen once, however many nodes run.
 //!
 //! For each account, a consumer holds a lease in the database (`consumer:<name>:<account>`).
-//! One transaction renews the lease, reads the events after the consumer's cursor, applies the
-//! handler's effects and advances the cursor: effects and progress commit together, so an event
-//! is handled exactly once. A node that dies stops renewing; when its lease runs out another
+//! A reader reads the events after the consumer's cursor; then one transaction renews the
+//! lease, checks that the cursor has not moved since, applies the handler's effects and
+//! advances the cursor: effects and progress commit together, so an event is handled exactly
+//! once. A node that dies stops renewing; when its lease runs out another
 //! node takes the account over from the cursor. (The webhook dispatcher, the trigger runner and
 //! the router are built on this.)
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use parley_core::event::EventType;
 use parley_core::Uuid;
-use parley_store::{LogEntry, LogQuery, Store, StoreError, StoreExt, Tx};
+use parley_store::{LogEntry, LogQuery, Reads, Store, StoreError, StoreExt, Tx};
 use tokio::sync::watch;
 
 use crate::hub::Wake;
@@ -23,7 +24,7 @@ pub trait Handler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Whether the account has nothing for this consumer to do (its cursor then just moves to
     /// the end of the log, without reading it).
-    fn idle(&self, _tx: &dyn Tx, _account: Uuid) -> Result<bool, StoreError> {
+    fn idle(&self, _reads: &dyn Reads, _account: Uuid) -> Result<bool, StoreError> {
         Ok(false)
     }
     /// The event types the handler acts on (empty: every type). The others are passed over
@@ -141,8 +142,22 @@ impl Runner {
         Ok(())
     }
 
-    /// Renews (or takes) the account's lease and handles the next batch, in one transaction.
+    /// Renews (or takes) the account's lease and handles the next batch. The batch is read on a
+    /// reader, off the one writer (a router reading past every message since its last pass was
+    /// 5 % of the writer under load; a consumer catching up read 200 events at a time on it):
+    /// the events up to the log's end have committed and never change. The write then renews
+    /// the lease, and goes on only if the cursor is still where the batch was read from, so
+    /// effects and progress still commit together and an event is handled once.
     async fn batch(&self, handler: Arc<dyn Handler>, account: Uuid) -> Result<(bool, usize), StoreError> {
+        let (reading, node) = (handler.clone(), self.node.clone());
+        match self.store.read(move |r| Next::read(r, &*reading, &node, account)).await? {
+            Some(next) => self.take(handler, account, next).await,
+            None => Ok((false, 0)),
+        }
+    }
+
+    /// The write of [`Runner::batch`]: handles `next` unless the cursor moved since it was read.
+    async fn take(&self, handler: Arc<dyn Handler>, account: Uuid, next: Next) -> Result<(bool, usize), StoreError> {
         let (node, lease_secs) = (self.node.clone(), self.lease_secs);
         // A handler acts only through `tx`, so its batch may run again (`write_again`): it then
         // shares a savepoint with the messages around it.
@@ -153,32 +168,58 @@ impl Runner {
                 if !tx.acquire_lease(&lease_name(name, account), &node, now, lease_secs)? {
                     return Ok((false, 0));
                 }
-                let after = tx.cursor(name, account)?;
-                // Every event up to `end` has committed (an account's events commit in `seq` order).
-                let end = tx.last_seq(account)?;
-                if end <= after {
+                if tx.cursor(name, account)? != next.after {
+                    // Moved by the account's previous holder since the batch was read: the next
+                    // round reads again from where it is.
                     return Ok((true, 0));
                 }
-                if handler.idle(tx, account)? {
-                    tx.advance_cursor(name, account, end)?;
-                    return Ok((true, 0));
+                if !next.batch.is_empty() {
+                    handler.handle(tx, account, &next.batch)?;
                 }
-                let wanted = LogQuery { after, limit: BATCH, types: handler.wants().to_vec(), ..LogQuery::default() };
-                let batch = tx.log(account, &wanted)?;
-                if !batch.is_empty() {
-                    handler.handle(tx, account, &batch)?;
+                if next.reached > next.after {
+                    tx.advance_cursor(name, account, next.reached)?;
                 }
-                // A short batch holds every wanted event up to `end` (and past it, if more committed
-                // since it was read); a full one may not.
-                let reached = match batch.last() {
-                    Some(last) if batch.len() == BATCH => last.seq,
-                    Some(last) => last.seq.max(end),
-                    None => end,
-                };
-                tx.advance_cursor(name, account, reached)?;
-                Ok((true, batch.len()))
+                Ok((true, next.batch.len()))
             })
             .await
+    }
+}
+
+/// A consumer's next step for one account, read before the write that takes it.
+struct Next {
+    /// The cursor the batch was read after.
+    after: i64,
+    /// The wanted events after it (at most [`BATCH`]).
+    batch: Vec<LogEntry>,
+    /// Where the cursor goes once the batch is handled.
+    reached: i64,
+}
+
+impl Next {
+    /// `None` when another node holds the account's lease: its write would only find that out.
+    fn read(r: &dyn Reads, handler: &dyn Handler, node: &str, account: Uuid) -> Result<Option<Next>, StoreError> {
+        let name = handler.name();
+        if let Some((holder, expires_at)) = r.lease_holder(&lease_name(name, account))? {
+            if holder != node && expires_at > crate::routes::now() {
+                return Ok(None);
+            }
+        }
+        let after = r.cursor(name, account)?;
+        // Every event up to `end` has committed (an account's events commit in `seq` order).
+        let end = r.last_seq(account)?;
+        if end <= after || handler.idle(r, account)? {
+            return Ok(Some(Next { after, batch: Vec::new(), reached: end.max(after) }));
+        }
+        let wanted = LogQuery { after, limit: BATCH, types: handler.wants().to_vec(), ..LogQuery::default() };
+        let batch = r.log(account, &wanted)?;
+        // A short batch holds every wanted event up to `end` (and past it, if more committed
+        // since `end` was read); a full one may not.
+        let reached = match batch.last() {
+            Some(last) if batch.len() == BATCH => last.seq,
+            Some(last) => last.seq.max(end),
+            None => end,
+        };
+        Ok(Some(Next { after, batch, reached }))
     }
 }
 
@@ -264,6 +305,51 @@ mod tests {
         assert_eq!(handled.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2], "both events, in order");
         let _ = stop.send(true);
         let _ = task.await;
+        store.close().await;
+    }
+
+    /// A batch is read before the write that handles it; if the account's previous holder moved
+    /// the cursor in between, the batch is dropped, not handled a second time.
+    #[tokio::test]
+    async fn a_batch_read_before_the_cursor_moved_is_not_handled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = SqliteConfig { path: dir.path().join("p.db"), durability: Durability::Normal };
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config, Arc::new(|_: &[LogEntry]| {})).expect("store"));
+        let key = NewKey { name: "k".into(), role: Role::Admin, agent_id: None, hash: "h".into(), prefix: "p".into() };
+        let (account, _) = store.write(move |tx| create_account(tx, "a".into(), key)).await.expect("account");
+        let account = account.id;
+        let draft = EventDraft {
+            event_type: EventType::CustomerUpdated,
+            conversation_id: None,
+            channel: None,
+            actor: Actor::system(),
+            data: serde_json::json!({}),
+        };
+        store.write(move |tx| tx.append(account, draft)).await.expect("an event");
+        let runner = Runner {
+            store: store.clone(),
+            node: "n1".into(),
+            lease_secs: 30,
+            poll: Duration::from_secs(3600),
+            wake: None,
+        };
+        let handler: Arc<dyn Handler> = Arc::new(Audit { node: "n1".into() });
+
+        let reading = handler.clone();
+        let next =
+            store.read(move |r| Next::read(r, &*reading, "n1", account)).await.expect("read").expect("no holder");
+        assert_eq!(next.batch.len(), 1);
+        let end = store.read(move |r| r.last_seq(account)).await.expect("end");
+        store.write(move |tx| tx.advance_cursor("audit", account, end)).await.expect("moved by another holder");
+
+        let taken = runner.take(handler.clone(), account, next).await.expect("take");
+        assert_eq!(taken, (true, 0), "the lease is taken, nothing handled");
+        assert!(store.read(move |r| r.receipts("audit", account)).await.expect("receipts").is_empty());
+        assert_eq!(store.read(move |r| r.cursor("audit", account)).await.expect("cursor"), end);
+
+        // Read again from where the cursor is, nothing is left.
+        assert_eq!(runner.batch(handler, account).await.expect("batch"), (true, 0));
+        assert!(store.read(move |r| r.receipts("audit", account)).await.expect("receipts").is_empty());
         store.close().await;
     }
 }

@@ -13,7 +13,7 @@ use parley_core::limits::Limits;
 use parley_core::trigger::{CompiledTrigger, Facts, Trigger, TriggerEvent, MAX_CHAIN};
 use parley_core::{DomainError, Timestamp, Uuid};
 use parley_store::ops::triggers::{facts, log_fired, run_actions, Occasion, Pending};
-use parley_store::{LogEntry, Store, StoreError, Tx};
+use parley_store::{LogEntry, Reads, Store, StoreError, Tx};
 use tokio::sync::watch;
 
 use crate::consumers::{Handler, Runner};
@@ -113,8 +113,8 @@ impl Handler for TriggerRunner {
     }
 
     /// An account without triggers has nothing to evaluate.
-    fn idle(&self, tx: &dyn Tx, account: Uuid) -> Result<bool, StoreError> {
-        Ok(tx.trigger_count(account)?.0 == 0)
+    fn idle(&self, reads: &dyn Reads, account: Uuid) -> Result<bool, StoreError> {
+        Ok(reads.trigger_count(account)?.0 == 0)
     }
 
     fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError> {

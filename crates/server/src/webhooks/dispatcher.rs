@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parley_core::webhook::{Attempt, DeliveryStatus, RetrySchedule};
 use parley_core::Uuid;
 use parley_store::ops::webhooks::{disable_webhook, fan_in, note_outcome};
-use parley_store::{ClaimedDelivery, LogEntry, Store, StoreError, StoreExt, Tx, WebhookSecrets};
+use parley_store::{ClaimedDelivery, LogEntry, Reads, Store, StoreError, StoreExt, Tx, WebhookSecrets};
 use tokio::sync::{watch, Semaphore};
 
 use super::sign;
@@ -179,9 +179,9 @@ impl Handler for FanIn {
 
     /// An account without an enabled webhook has nothing to queue (a new webhook receives
     /// events from its creation on).
-    fn idle(&self, tx: &dyn Tx, account: Uuid) -> Result<bool, StoreError> {
+    fn idle(&self, reads: &dyn Reads, account: Uuid) -> Result<bool, StoreError> {
         let page = parley_store::Page { after_id: None, limit: 500 };
-        Ok(!tx.webhooks(account, &page)?.iter().any(|w| w.enabled))
+        Ok(!reads.webhooks(account, &page)?.iter().any(|w| w.enabled))
     }
 
     fn handle(&self, tx: &mut dyn Tx, account: Uuid, batch: &[LogEntry]) -> Result<(), StoreError> {
