@@ -142,22 +142,34 @@ impl Runner {
         Ok(())
     }
 
-    /// Renews (or takes) the account's lease and handles the next batch. The batch is read on a
-    /// reader, off the one writer (a router reading past every message since its last pass was
-    /// 5 % of the writer under load; a consumer catching up read 200 events at a time on it):
-    /// the events up to the log's end have committed and never change. The write then renews
-    /// the lease, and goes on only if the cursor is still where the batch was read from, so
+    /// Renews (or takes) the account's lease and handles the next batch, in one write when the
+    /// consumer is at most [`INLINE_LAG`] events behind. Further behind, the batch is read on a
+    /// reader first, off the one writer (the router reading past every message since its last
+    /// pass was 5 % of the writer under load, and a consumer catching up read 200 events at a
+    /// time on it): the events up to the log's end have committed and never change. The write
+    /// that handles it goes on only if the cursor is still where the batch was read from, so
     /// effects and progress still commit together and an event is handled once.
     async fn batch(&self, handler: Arc<dyn Handler>, account: Uuid) -> Result<(bool, usize), StoreError> {
-        let (reading, node) = (handler.clone(), self.node.clone());
-        match self.store.read(move |r| Next::read(r, &*reading, &node, account)).await? {
-            Some(next) => self.take(handler, account, next).await,
-            None => Ok((false, 0)),
+        if let Some(done) = self.take(handler.clone(), account, None).await? {
+            return Ok(done);
         }
+        let (reading, node) = (handler.clone(), self.node.clone());
+        let Some(next) = self.store.read(move |r| Next::read(r, &*reading, &node, account)).await? else {
+            return Ok((false, 0));
+        };
+        // Given a batch, `take` always decides.
+        Ok(self.take(handler, account, Some(next)).await?.unwrap_or((true, 0)))
     }
 
-    /// The write of [`Runner::batch`]: handles `next` unless the cursor moved since it was read.
-    async fn take(&self, handler: Arc<dyn Handler>, account: Uuid, next: Next) -> Result<(bool, usize), StoreError> {
+    /// The write of [`Runner::batch`]: renews the lease and handles `read` unless the cursor
+    /// moved since it was read; without one, reads the batch itself, or answers `None` when the
+    /// consumer is too far behind for that (the batch is then to be read on a reader).
+    async fn take(
+        &self,
+        handler: Arc<dyn Handler>,
+        account: Uuid,
+        read: Option<Next>,
+    ) -> Result<Option<(bool, usize)>, StoreError> {
         let (node, lease_secs) = (self.node.clone(), self.lease_secs);
         // A handler acts only through `tx`, so its batch may run again (`write_again`): it then
         // shares a savepoint with the messages around it.
@@ -166,26 +178,41 @@ impl Runner {
                 let name = handler.name();
                 let now = tx.now();
                 if !tx.acquire_lease(&lease_name(name, account), &node, now, lease_secs)? {
-                    return Ok((false, 0));
+                    return Ok(Some((false, 0)));
                 }
-                if tx.cursor(name, account)? != next.after {
+                let after = tx.cursor(name, account)?;
+                let inline;
+                let next = match &read {
                     // Moved by the account's previous holder since the batch was read: the next
                     // round reads again from where it is.
-                    return Ok((true, 0));
-                }
+                    Some(next) if next.after != after => return Ok(Some((true, 0))),
+                    Some(next) => next,
+                    None => {
+                        let end = tx.last_seq(account)?;
+                        if end - after > INLINE_LAG {
+                            return Ok(None);
+                        }
+                        inline = Next::between(&*tx, &*handler, account, after, end)?;
+                        &inline
+                    }
+                };
                 if !next.batch.is_empty() {
                     handler.handle(tx, account, &next.batch)?;
                 }
                 if next.reached > next.after {
                     tx.advance_cursor(name, account, next.reached)?;
                 }
-                Ok((true, next.batch.len()))
+                Ok(Some((true, next.batch.len())))
             })
             .await
     }
 }
 
-/// A consumer's next step for one account, read before the write that takes it.
+/// Events past its cursor that a consumer reads in the write that handles them; past this, it
+/// reads them on a reader first.
+const INLINE_LAG: i64 = BATCH as i64;
+
+/// A consumer's next step for one account.
 struct Next {
     /// The cursor the batch was read after.
     after: i64,
@@ -196,7 +223,8 @@ struct Next {
 }
 
 impl Next {
-    /// `None` when another node holds the account's lease: its write would only find that out.
+    /// Read on a reader: `None` when another node holds the account's lease (its write would
+    /// only find that out).
     fn read(r: &dyn Reads, handler: &dyn Handler, node: &str, account: Uuid) -> Result<Option<Next>, StoreError> {
         let name = handler.name();
         if let Some((holder, expires_at)) = r.lease_holder(&lease_name(name, account))? {
@@ -205,10 +233,15 @@ impl Next {
             }
         }
         let after = r.cursor(name, account)?;
-        // Every event up to `end` has committed (an account's events commit in `seq` order).
         let end = r.last_seq(account)?;
+        Next::between(r, handler, account, after, end).map(Some)
+    }
+
+    /// The batch after `after`, where every event up to `end` has committed (an account's events
+    /// commit in `seq` order).
+    fn between(r: &dyn Reads, handler: &dyn Handler, account: Uuid, after: i64, end: i64) -> Result<Next, StoreError> {
         if end <= after || handler.idle(r, account)? {
-            return Ok(Some(Next { after, batch: Vec::new(), reached: end.max(after) }));
+            return Ok(Next { after, batch: Vec::new(), reached: end.max(after) });
         }
         let wanted = LogQuery { after, limit: BATCH, types: handler.wants().to_vec(), ..LogQuery::default() };
         let batch = r.log(account, &wanted)?;
@@ -219,7 +252,7 @@ impl Next {
             Some(last) => last.seq.max(end),
             None => end,
         };
-        Ok(Some(Next { after, batch, reached }))
+        Ok(Next { after, batch, reached })
     }
 }
 
@@ -256,100 +289,115 @@ mod tests {
     use super::*;
     use crate::hub::Hub;
 
+    /// A store in `dir` whose commits go to `sink`.
+    fn open(dir: &tempfile::TempDir, sink: parley_store::CommitSink) -> Arc<dyn Store> {
+        let config = SqliteConfig { path: dir.path().join("p.db"), durability: Durability::Normal };
+        Arc::new(SqliteStore::open(config, sink).expect("store"))
+    }
+
+    /// A new account with `events` events in its log (seq 1 to `events`).
+    async fn account_with_events(store: &Arc<dyn Store>, events: usize) -> Uuid {
+        let key = NewKey { name: "k".into(), role: Role::Admin, agent_id: None, hash: "h".into(), prefix: "p".into() };
+        let (account, _) = store.write(move |tx| create_account(tx, "a".into(), key)).await.expect("account");
+        let account = account.id;
+        store
+            .write(move |tx| {
+                for _ in 0..events {
+                    let draft = EventDraft {
+                        event_type: EventType::CustomerUpdated,
+                        conversation_id: None,
+                        channel: None,
+                        actor: Actor::system(),
+                        data: serde_json::json!({}),
+                    };
+                    tx.append(account, draft)?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("events");
+        account
+    }
+
+    /// A runner that only moves when called (or rung through `wake`).
+    fn runner(store: &Arc<dyn Store>, wake: Option<Arc<Wake>>) -> Runner {
+        Runner { store: store.clone(), node: "n1".into(), lease_secs: 30, poll: Duration::from_secs(3600), wake }
+    }
+
+    async fn receipts(store: &Arc<dyn Store>, account: Uuid) -> Vec<i64> {
+        let receipts = store.read(move |r| r.receipts("audit", account)).await.expect("receipts");
+        receipts.iter().map(|(seq, _)| *seq).collect()
+    }
+
     #[tokio::test]
     async fn a_rung_account_is_handled_at_once_though_it_was_made_after_the_last_round() {
         let dir = tempfile::tempdir().expect("temp dir");
         let hub = Arc::new(Hub::default());
         let sink = hub.clone();
-        let config = SqliteConfig { path: dir.path().join("p.db"), durability: Durability::Normal };
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(config, Arc::new(move |e: &[LogEntry]| sink.publish(e))).expect("store"));
+        let store = open(&dir, Arc::new(move |e: &[LogEntry]| sink.publish(e)));
         // A poll far longer than the test: only the doorbell can bring the runner to the account.
-        let runner = Runner {
-            store: store.clone(),
-            node: "n1".into(),
-            lease_secs: 30,
-            poll: Duration::from_secs(3600),
-            wake: Some(hub.watch(|_| true)),
-        };
         let (stop, shutdown) = watch::channel(false);
-        let task = runner.spawn(Arc::new(Audit { node: "n1".into() }), shutdown);
+        let task = runner(&store, Some(hub.watch(|_| true))).spawn(Arc::new(Audit { node: "n1".into() }), shutdown);
         // The first round finds no account.
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let key = NewKey { name: "k".into(), role: Role::Admin, agent_id: None, hash: "h".into(), prefix: "p".into() };
-        let (account, _) = store.write(move |tx| create_account(tx, "a".into(), key)).await.expect("account");
-        let draft = || EventDraft {
-            event_type: EventType::CustomerUpdated,
-            conversation_id: None,
-            channel: None,
-            actor: Actor::system(),
-            data: serde_json::json!({}),
-        };
-        store
-            .write(move |tx| {
-                tx.append(account.id, draft())?;
-                tx.append(account.id, draft())
-            })
-            .await
-            .expect("events");
-
+        let account = account_with_events(&store, 2).await;
         let started = Instant::now();
         let handled = loop {
-            let receipts = store.read(move |r| r.receipts("audit", account.id)).await.expect("receipts");
-            if receipts.len() == 2 || started.elapsed() > Duration::from_secs(10) {
-                break receipts;
+            let handled = receipts(&store, account).await;
+            if handled.len() == 2 || started.elapsed() > Duration::from_secs(10) {
+                break handled;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert_eq!(handled.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2], "both events, in order");
+        assert_eq!(handled, [1, 2], "both events, in order");
         let _ = stop.send(true);
         let _ = task.await;
         store.close().await;
     }
 
-    /// A batch is read before the write that handles it; if the account's previous holder moved
-    /// the cursor in between, the batch is dropped, not handled a second time.
+    /// A batch read on a reader before the write that handles it: if the account's previous
+    /// holder moved the cursor in between, the batch is dropped, not handled a second time.
     #[tokio::test]
     async fn a_batch_read_before_the_cursor_moved_is_not_handled() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = SqliteConfig { path: dir.path().join("p.db"), durability: Durability::Normal };
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config, Arc::new(|_: &[LogEntry]| {})).expect("store"));
-        let key = NewKey { name: "k".into(), role: Role::Admin, agent_id: None, hash: "h".into(), prefix: "p".into() };
-        let (account, _) = store.write(move |tx| create_account(tx, "a".into(), key)).await.expect("account");
-        let account = account.id;
-        let draft = EventDraft {
-            event_type: EventType::CustomerUpdated,
-            conversation_id: None,
-            channel: None,
-            actor: Actor::system(),
-            data: serde_json::json!({}),
-        };
-        store.write(move |tx| tx.append(account, draft)).await.expect("an event");
-        let runner = Runner {
-            store: store.clone(),
-            node: "n1".into(),
-            lease_secs: 30,
-            poll: Duration::from_secs(3600),
-            wake: None,
-        };
+        let store = open(&dir, Arc::new(|_: &[LogEntry]| {}));
+        let account = account_with_events(&store, 1).await;
+        let runner = runner(&store, None);
         let handler: Arc<dyn Handler> = Arc::new(Audit { node: "n1".into() });
 
         let reading = handler.clone();
         let next =
             store.read(move |r| Next::read(r, &*reading, "n1", account)).await.expect("read").expect("no holder");
         assert_eq!(next.batch.len(), 1);
-        let end = store.read(move |r| r.last_seq(account)).await.expect("end");
-        store.write(move |tx| tx.advance_cursor("audit", account, end)).await.expect("moved by another holder");
+        store.write(move |tx| tx.advance_cursor("audit", account, 1)).await.expect("moved by another holder");
 
-        let taken = runner.take(handler.clone(), account, next).await.expect("take");
-        assert_eq!(taken, (true, 0), "the lease is taken, nothing handled");
-        assert!(store.read(move |r| r.receipts("audit", account)).await.expect("receipts").is_empty());
-        assert_eq!(store.read(move |r| r.cursor("audit", account)).await.expect("cursor"), end);
+        let taken = runner.take(handler.clone(), account, Some(next)).await.expect("take");
+        assert_eq!(taken, Some((true, 0)), "the lease is taken, nothing handled");
+        assert!(receipts(&store, account).await.is_empty());
+        assert_eq!(store.read(move |r| r.cursor("audit", account)).await.expect("cursor"), 1);
 
         // Read again from where the cursor is, nothing is left.
         assert_eq!(runner.batch(handler, account).await.expect("batch"), (true, 0));
-        assert!(store.read(move |r| r.receipts("audit", account)).await.expect("receipts").is_empty());
+        assert!(receipts(&store, account).await.is_empty());
+        store.close().await;
+    }
+
+    /// A consumer far behind reads its batch on a reader, then handles it in a write; close
+    /// behind, it reads the batch in that write. Either way every event is handled once, in order.
+    #[tokio::test]
+    async fn far_behind_the_batch_is_read_first_and_close_behind_in_the_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(&dir, Arc::new(|_: &[LogEntry]| {}));
+        let events = BATCH + 50;
+        let account = account_with_events(&store, events).await;
+        let runner = runner(&store, None);
+        let handler: Arc<dyn Handler> = Arc::new(Audit { node: "n1".into() });
+
+        assert_eq!(runner.take(handler.clone(), account, None).await.expect("take"), None, "too far behind");
+        assert_eq!(runner.batch(handler.clone(), account).await.expect("read first"), (true, BATCH));
+        assert_eq!(runner.take(handler.clone(), account, None).await.expect("take"), Some((true, 50)), "in the write");
+        assert_eq!(receipts(&store, account).await, (1..=events as i64).collect::<Vec<_>>());
         store.close().await;
     }
 }
