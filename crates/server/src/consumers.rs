@@ -4,9 +4,9 @@
 //! One transaction renews the lease, reads the events after the consumer's cursor, applies the
 //! handler's effects and advances the cursor: effects and progress commit together, so an event
 //! is handled exactly once. A consumer more than a batch behind reads the batch on a reader
-//! first, and its transaction handles it only if the cursor has not moved since. A node that dies stops renewing; when its lease runs out another
-//! node takes the account over from the cursor. (The webhook dispatcher, the trigger runner and
-//! the router are built on this.)
+//! first, and its transaction handles it only if the cursor has not moved since. A node that
+//! dies stops renewing; when its lease runs out another node takes the account over from the
+//! cursor. (The webhook dispatcher, the trigger runner and the router are built on this.)
 
 use std::sync::Arc;
 use std::time::Duration;
