@@ -105,6 +105,36 @@ fn bench_ingest_alternates_between_parley_and_its_baseline() {
     assert!(figures["cpu_seconds"]["server_threads"]["parley-sqlite-w"].is_number(), "{figures}");
 }
 
+/// `--log-dir` makes `ingest` run on data that is kept (a seeded log, to measure ingest into a
+/// large one): a second run opens what the first left and adds to it.
+#[test]
+fn bench_ingest_runs_on_a_kept_data_directory_and_adds_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, out) = (dir.path().join("log"), dir.path().join("figures.json"));
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let args = ["bench", "ingest", "--durability", "normal", "--pairs", "0", "--seconds", "1", "--clients", "4"];
+        let kept = [
+            "--conversations",
+            "20",
+            "--log-dir",
+            data.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ];
+        let run = parley(&[&args[..], &kept[..]].concat());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let db = rusqlite::Connection::open(data.join("data").join("parley.db")).expect("the data is kept");
+        let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("count");
+        seen.push((
+            count("SELECT COUNT(*) FROM accounts"),
+            count("SELECT COUNT(*) FROM events WHERE type = 'message_received'"),
+        ));
+    }
+    assert_eq!((seen[0].0, seen[1].0), (1, 2), "each run makes its account beside the last's");
+    assert!(seen[0].1 > 0 && seen[1].1 > seen[0].1, "the second run's messages join the first's: {seen:?}");
+}
+
 /// A bench parameter that would measure nothing (or divide by zero) is refused with the flag's
 /// name, before any server starts.
 #[test]

@@ -144,7 +144,11 @@ struct Target {
 impl Target {
     /// Starts the server and makes the account, the integration and the conversations.
     async fn start(args: &BenchArgs, baseline: bool) -> Result<Target, String> {
-        let server = start_process(args, DataDir::temporary()?, baseline)?;
+        let dir = match &args.log_dir {
+            Some(dir) if !baseline => DataDir::Kept(dir.clone()),
+            _ => DataDir::temporary()?,
+        };
+        let server = start_process(args, dir, baseline)?;
         let http =
             reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
         let base = server.url.clone();

@@ -85,7 +85,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000_000, value_parser = at_least_one::<usize>())]
     events: usize,
     /// Log scenario: keep the seeded log in this directory, and measure a log already seeded
-    /// there (with the same `--events`) instead of writing it again.
+    /// there (with the same `--events`) instead of writing it again. Ingest scenario: run the
+    /// server on the data in this directory (such a log, which the run then adds to) instead of
+    /// on a new, empty one.
     #[arg(long)]
     log_dir: Option<std::path::PathBuf>,
     /// Ingest scenario: measured slices of `--seconds`, each followed by a `baseline` slice of
