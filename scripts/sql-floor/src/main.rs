@@ -23,9 +23,9 @@
 //!
 //! Two settings change any variant: `SAVEPOINTS=0` runs the commands without a savepoint each
 //! (as the server's writer runs a batch of messages since step 25), and `EVENTS` the log's
-//! table: `keyed` by one integer, the account's number above the seq (tried in the server as
-//! step 26, not kept: BENCHMARKS.md), `rowid` by SQLite's own rowid with `(account_id, seq)`
-//! unique beside it; unset, by `(account_id, seq)` without a rowid, as the server has it.
+//! table: `keyed` by one integer, the account's number above the seq (the server's since
+//! step 29, `sqlite/keys.rs`), `rowid` by SQLite's own rowid with `(account_id, seq)` unique
+//! beside it; unset, by `(account_id, seq)` without a rowid (the server's before step 29).
 //!
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

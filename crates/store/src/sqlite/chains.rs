@@ -30,6 +30,7 @@ use parley_core::Uuid;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::conn::log_entry;
+use super::keys;
 use crate::model::{LogEntry, LogQuery};
 use crate::StoreError;
 
@@ -120,7 +121,7 @@ impl Heads {
 
 /// Walks a chain back from event `from` (of `account`) through every event with a `seq` above
 /// `floor`, handing each row to `visit` until it answers `false`. `sql` selects one event by
-/// `account_id = ?1 AND seq = ?2`, its `conversation_prev` as the last column.
+/// its key (`k = ?1`, `keys.rs`), its `conversation_prev` as the last column.
 pub(super) fn walk_back(
     db: &Connection,
     sql: &str,
@@ -132,9 +133,13 @@ pub(super) fn walk_back(
     let mut stmt = db.prepare_cached(sql)?;
     let prev_column = stmt.column_count() - 1;
     let mut at = from;
+    let number = match at {
+        Some(_) => keys::number(db, account)?.ok_or_else(|| StoreError::not_found("account"))?,
+        None => 0,
+    };
     while let Some(seq) = at.filter(|s| *s > floor) {
         let step = stmt
-            .query_row(params![account, seq], |row| Ok((row.get::<_, Option<i64>>(prev_column)?, visit(row)?)))
+            .query_row([keys::key(number, seq)?], |row| Ok((row.get::<_, Option<i64>>(prev_column)?, visit(row)?)))
             .optional()?;
         match step {
             // Links only go back: a damaged file that links forward or to itself is an error,
@@ -154,7 +159,7 @@ pub(super) fn walk_back(
 
 /// One event of the log, as [`log_entry`] reads it, with its link last.
 const LOG_EVENT: &str = "SELECT account_id, seq, type, conversation_id, occurred_at, body, conversation_prev
-     FROM events WHERE account_id = ?1 AND seq = ?2";
+     FROM events WHERE k = ?1";
 
 /// The first marks of `conversation` after `after`, in log order.
 fn marks_after(db: &Connection, account: Uuid, conversation: Uuid, after: i64) -> R<Vec<i64>> {

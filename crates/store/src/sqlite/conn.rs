@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::activity::{self, select_conversations};
 use super::cache::{Kept, WriterCache};
 use super::chains;
+use super::keys;
 use super::messages;
 use super::queues::{Place, Queues};
 use super::seqs::{self, Seqs};
@@ -371,16 +372,25 @@ impl<T: HasConn> Reads for T {
             return chains::log(self.conn(), account, q);
         }
         let by_time = q.since.is_some() || q.until.is_some();
-        let index = if by_time { "INDEXED BY events_time" } else { "" };
-        let mut sql = format!(
-            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events {index}
+        // In `seq` order: the account's range of keys (`keys.rs`); by time: the time index.
+        let Some(number) = keys::number(self.conn(), account)? else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = keys::after(number, q.after)?;
+        let mut sql = if by_time {
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events INDEXED BY events_time
              WHERE account_id = ?1 AND seq > ?2"
-        );
+                .to_string()
+        } else {
+            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events
+             WHERE k > ?1 AND k <= ?2"
+                .to_string()
+        };
         let since = q.since.map(Timestamp::millis);
         let until = q.until.map(Timestamp::millis);
         let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
         let limit = q.limit as i64;
-        let mut args: Vec<&dyn ToSql> = vec![&account, &q.after];
+        let mut args: Vec<&dyn ToSql> = if by_time { vec![&account, &q.after] } else { vec![&from, &to] };
         if let Some(s) = &since {
             sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
             args.push(s);
@@ -394,7 +404,7 @@ impl<T: HasConn> Reads for T {
             sql.push_str(&in_list("type", types.len(), args.len() + 1));
             args.extend(types.iter().map(|t| t as &dyn ToSql));
         }
-        let order = if by_time { "occurred_at, seq" } else { "seq" };
+        let order = if by_time { "occurred_at, seq" } else { "k" };
         sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", args.len() + 1));
         args.push(&limit);
         let mut stmt = self.conn().prepare_cached(&sql)?;
@@ -730,7 +740,10 @@ impl Tx for WriteConn<'_> {
     }
 
     fn insert_account(&mut self, account: &Account) -> R<()> {
-        self.db.execute("INSERT INTO accounts (id, body) VALUES (?1, ?2)", params![account.id, to_doc(account)?])?;
+        self.db.execute(
+            &format!("INSERT INTO accounts (id, body, number) VALUES (?1, ?2, {})", keys::NEXT_NUMBER),
+            params![account.id, to_doc(account)?],
+        )?;
         Ok(())
     }
 
@@ -861,12 +874,13 @@ impl Tx for WriteConn<'_> {
     }
 
     fn append(&mut self, account: Uuid, draft: EventDraft) -> R<Event> {
-        let seq = self
+        let (seq, number) = self
             .memory
             .seqs
             .borrow_mut()
             .take_next(self.db, account)?
             .ok_or_else(|| StoreError::not_found("account"))?;
+        let key = keys::key(number, seq)?;
         let event = Event::stamp(draft, Uuid::now_v7(), seq, account, self.now);
         let json: Arc<str> = Arc::from(serde_json::to_string(&event)?);
         let message = match self.message.take() {
@@ -903,7 +917,8 @@ impl Tx for WriteConn<'_> {
             author_type,
             author_id,
             conversation_prev,
-            conversation_n
+            conversation_n,
+            key
         ]);
         match inserted {
             Err(e) if message.is_some() && unique_violation(&e) => {

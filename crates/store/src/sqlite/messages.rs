@@ -49,14 +49,14 @@ const MARK_AT_OR_AFTER: &str = concat!(
 
 /// One event of a conversation's chain, with what a message read needs of it (its link last).
 const CHAIN_EVENT: &str = "SELECT body, message_seq, author_type, author_id, conversation_prev
-     FROM events WHERE account_id = ?1 AND seq = ?2";
+     FROM events WHERE k = ?1";
 
 /// An event's row, with the message's columns last (NULL for an event that carries none).
 /// The conversation's link (`sqlite/chains.rs`) after them.
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO events (account_id, seq, id, type, occurred_at, conversation_id, body,
-        message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+        message_seq, message_id, client_message_id, author_type, author_id, conversation_prev, conversation_n, k)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 /// A message stored by `insert_message`, waiting for the event that carries it.
 #[derive(Debug)]
@@ -226,8 +226,9 @@ mod tests {
     #[test]
     fn messages_of_the_old_table_are_read_from_the_log_and_linked_after_the_migrations() {
         let mut db = Connection::open_in_memory().expect("open");
-        schema::migrate_to(&mut db, schema::VERSION - 3).expect("the schema before");
+        schema::migrate_to(&mut db, 11).expect("the schema before messages moved into the log");
         let (account, conversation) = (Uuid::now_v7(), Uuid::now_v7());
+        db.execute("INSERT INTO accounts (id, body) VALUES (?1, '{}')", [account]).expect("account");
         db.execute(
             "INSERT INTO conversations (id, account_id, integration_id, customer_id, status, priority, body)
              VALUES (?1, ?2, ?3, ?4, 'open', 0, '{}')",

@@ -18,13 +18,28 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// The account's last `seq` as committed to its row; `None` if there is no such account.
 pub(crate) fn stored(db: &Connection, account: Uuid) -> rusqlite::Result<Option<i64>> {
-    db.prepare_cached("SELECT last_seq FROM accounts WHERE id = ?1")?.query_row([account], |r| r.get(0)).optional()
+    Ok(stored_row(db, account)?.map(|row| row.last))
+}
+
+/// What the writer keeps of an account.
+#[derive(Clone, Copy)]
+struct Kept {
+    /// The last `seq` given out.
+    last: i64,
+    /// The account's number, which its events' keys begin with (`keys.rs`).
+    number: i64,
+}
+
+fn stored_row(db: &Connection, account: Uuid) -> rusqlite::Result<Option<Kept>> {
+    db.prepare_cached("SELECT last_seq, number FROM accounts WHERE id = ?1")?
+        .query_row([account], |r| Ok(Kept { last: r.get(0)?, number: r.get(1)? }))
+        .optional()
 }
 
 #[derive(Default)]
 pub(crate) struct Seqs {
     /// The last `seq` given out per account: committed, or taken in the running batch.
-    last: HashMap<Uuid, i64>,
+    last: HashMap<Uuid, Kept>,
     /// Accounts whose `last` moved in the running batch, to be written before it commits.
     moved: Vec<Uuid>,
     /// What the running command changed: each account's `last` before the command first moved it.
@@ -34,29 +49,35 @@ pub(crate) struct Seqs {
 impl Seqs {
     /// The account's last `seq`; `None` if there is no such account.
     pub(crate) fn current(&mut self, db: &Connection, account: Uuid) -> rusqlite::Result<Option<i64>> {
-        if let Some(last) = self.last.get(&account) {
-            return Ok(Some(*last));
+        Ok(self.kept(db, account)?.map(|kept| kept.last))
+    }
+
+    fn kept(&mut self, db: &Connection, account: Uuid) -> rusqlite::Result<Option<Kept>> {
+        if let Some(kept) = self.last.get(&account) {
+            return Ok(Some(*kept));
         }
-        let stored = stored(db, account)?;
-        if let Some(last) = stored {
-            self.last.insert(account, last);
+        let stored = stored_row(db, account)?;
+        if let Some(kept) = stored {
+            self.last.insert(account, kept);
         }
         Ok(stored)
     }
 
-    /// Takes the account's next `seq`; `None` if there is no such account.
-    pub(crate) fn take_next(&mut self, db: &Connection, account: Uuid) -> rusqlite::Result<Option<i64>> {
-        let Some(last) = self.current(db, account)? else {
+    /// Takes the account's next `seq`, with the account's number; `None` if there is no such
+    /// account.
+    pub(crate) fn take_next(&mut self, db: &Connection, account: Uuid) -> rusqlite::Result<Option<(i64, i64)>> {
+        let Some(kept) = self.kept(db, account)? else {
             return Ok(None);
         };
         if !self.undo.iter().any(|(a, _)| *a == account) {
-            self.undo.push((account, last));
+            self.undo.push((account, kept.last));
         }
         if !self.moved.contains(&account) {
             self.moved.push(account);
         }
-        self.last.insert(account, last + 1);
-        Ok(Some(last + 1))
+        let seq = kept.last + 1;
+        self.last.insert(account, Kept { last: seq, ..kept });
+        Ok(Some((seq, kept.number)))
     }
 
     /// The running command is kept (released from its savepoint).
@@ -67,7 +88,9 @@ impl Seqs {
     /// The running command was rolled back to its savepoint: its numbers are free again.
     pub(crate) fn command_undone(&mut self) {
         for (account, before) in self.undo.drain(..) {
-            self.last.insert(account, before);
+            if let Some(kept) = self.last.get_mut(&account) {
+                kept.last = before;
+            }
         }
     }
 
@@ -75,8 +98,8 @@ impl Seqs {
     pub(crate) fn write_moved(&mut self, db: &Connection) -> rusqlite::Result<()> {
         let mut update = db.prepare_cached("UPDATE accounts SET last_seq = ?2 WHERE id = ?1")?;
         for account in self.moved.drain(..) {
-            if let Some(last) = self.last.get(&account) {
-                update.execute(rusqlite::params![account, last])?;
+            if let Some(kept) = self.last.get(&account) {
+                update.execute(rusqlite::params![account, kept.last])?;
             }
         }
         Ok(())
