@@ -150,7 +150,7 @@ impl SqliteStore {
         // that took 690 MB at 10 million events.
         db.execute_batch("PRAGMA temp_store = MEMORY;")?;
         // The commit clock resumes from the newest event, so occurred_at never runs backwards.
-        let last: i64 = db.query_row("SELECT COALESCE(MAX(occurred_at), 0) FROM events", [], |r| r.get(0))?;
+        let last = keys::newest_event_time(&db)?;
         let wal = match config.durability {
             Durability::Normal => None,
             Durability::Full => {
