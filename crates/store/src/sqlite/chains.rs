@@ -119,13 +119,13 @@ impl Heads {
     }
 }
 
-/// Walks a chain back from event `from` (of `account`) through every event with a `seq` above
-/// `floor`, handing each row to `visit` until it answers `false`. `sql` selects one event by
-/// its key (`k = ?1`, `keys.rs`), its `conversation_prev` as the last column.
+/// Walks a chain back from event `from` (of the account numbered `number`, `keys.rs`) through
+/// every event with a `seq` above `floor`, handing each row to `visit` until it answers `false`.
+/// `sql` selects one event by its key (`k = ?1`), its `conversation_prev` as the last column.
 pub(super) fn walk_back(
     db: &Connection,
     sql: &str,
-    account: Uuid,
+    number: i64,
     from: Option<i64>,
     floor: i64,
     mut visit: impl FnMut(&Row) -> rusqlite::Result<bool>,
@@ -133,10 +133,6 @@ pub(super) fn walk_back(
     let mut stmt = db.prepare_cached(sql)?;
     let prev_column = stmt.column_count() - 1;
     let mut at = from;
-    let number = match at {
-        Some(_) => keys::number(db, account)?.ok_or_else(|| StoreError::not_found("account"))?,
-        None => 0,
-    };
     while let Some(seq) = at.filter(|s| *s > floor) {
         let step = stmt
             .query_row([keys::key(number, seq)?], |row| Ok((row.get::<_, Option<i64>>(prev_column)?, visit(row)?)))
@@ -193,6 +189,7 @@ fn log_of(db: &Connection, account: Uuid, conversation: Uuid, q: &LogQuery) -> R
         Some(Head { account: owner, last: Some(last), .. }) if owner == account => last,
         _ => return Ok(Vec::new()),
     };
+    let number = keys::existing_number(db, account)?;
     let mut page = Vec::new();
     let mut floor = q.after;
     while floor < last {
@@ -207,7 +204,7 @@ fn log_of(db: &Connection, account: Uuid, conversation: Uuid, q: &LogQuery) -> R
             // The log's order is its clock's (which never runs backwards): past `until` in one
             // run, nothing later can pass.
             let mut past_until = false;
-            walk_back(db, LOG_EVENT, account, Some(end), floor, |row| {
+            walk_back(db, LOG_EVENT, number, Some(end), floor, |row| {
                 let entry = log_entry(row)?;
                 past_until |= q.until.is_some_and(|u| entry.occurred_at >= u);
                 if q.matches(&entry) {

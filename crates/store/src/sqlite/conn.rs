@@ -372,25 +372,26 @@ impl<T: HasConn> Reads for T {
             return chains::log(self.conn(), account, q);
         }
         let by_time = q.since.is_some() || q.until.is_some();
-        // In `seq` order: the account's range of keys (`keys.rs`); by time: the time index.
-        let Some(number) = keys::number(self.conn(), account)? else {
-            return Ok(Vec::new());
-        };
-        let (from, to) = keys::after(number, q.after)?;
-        let mut sql = if by_time {
-            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events INDEXED BY events_time
-             WHERE account_id = ?1 AND seq > ?2"
-                .to_string()
+        // By time: the time index; in `seq` order: the account's range of keys (`keys.rs`).
+        let range;
+        let (mut sql, mut args): (String, Vec<&dyn ToSql>) = if by_time {
+            let sql =
+                "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events INDEXED BY events_time
+                 WHERE account_id = ?1 AND seq > ?2";
+            (sql.to_string(), vec![&account, &q.after])
         } else {
-            "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events
-             WHERE k > ?1 AND k <= ?2"
-                .to_string()
+            let Some(number) = keys::number(self.conn(), account)? else {
+                return Ok(Vec::new());
+            };
+            range = keys::after(number, q.after)?;
+            let sql = "SELECT account_id, seq, type, conversation_id, occurred_at, body FROM events
+                 WHERE k > ?1 AND k <= ?2";
+            (sql.to_string(), vec![&range.0, &range.1])
         };
         let since = q.since.map(Timestamp::millis);
         let until = q.until.map(Timestamp::millis);
         let types: Vec<&str> = q.types.iter().map(|t| t.as_str()).collect();
         let limit = q.limit as i64;
-        let mut args: Vec<&dyn ToSql> = if by_time { vec![&account, &q.after] } else { vec![&from, &to] };
         if let Some(s) = &since {
             sql.push_str(&format!(" AND occurred_at >= ?{}", args.len() + 1));
             args.push(s);

@@ -33,6 +33,11 @@ pub(super) fn number(db: &Connection, account: Uuid) -> Result<Option<i64>, Stor
     Ok(db.prepare_cached("SELECT number FROM accounts WHERE id = ?1")?.query_row([account], |r| r.get(0)).optional()?)
 }
 
+/// The number of an account that must exist (one whose conversation is being read).
+pub(super) fn existing_number(db: &Connection, account: Uuid) -> Result<i64, StoreError> {
+    number(db, account)?.ok_or_else(|| StoreError::not_found("account"))
+}
+
 /// The keys of the account's events after `seq`: from (exclusive) and to (inclusive).
 pub(super) fn after(number: i64, seq: i64) -> Result<(i64, i64), StoreError> {
     Ok((key(number, seq.max(0))?, key(number, (1 << SEQ_BITS) - 1)?))

@@ -26,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::chains;
+use super::{chains, keys};
 use crate::model::{MessageWindow, ReaderRef};
 use crate::StoreError;
 
@@ -138,6 +138,7 @@ pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow,
     if limit == 0 {
         return Ok(Vec::new());
     }
+    let number = keys::existing_number(db, head.account)?;
     let limit = limit as i64;
     let mut page = Vec::new();
     match window {
@@ -149,7 +150,7 @@ pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow,
             let upto = after.saturating_add(limit);
             // From the first mark past the page (at most 64 messages past it), or the last event.
             let from = mark_at_or_after(db, head.account, conversation, upto.saturating_add(1))?.or(head.last);
-            chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
+            chains::walk_back(db, CHAIN_EVENT, number, from, 0, |row| {
                 let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
                 if seq <= upto && seq > after {
                     page.push(message(row)?);
@@ -160,7 +161,7 @@ pub(super) fn window(db: &Connection, conversation: Uuid, window: MessageWindow,
         }
         MessageWindow::Before(before) => {
             let from = mark_at_or_after(db, head.account, conversation, before)?.or(head.last);
-            chains::walk_back(db, CHAIN_EVENT, head.account, from, 0, |row| {
+            chains::walk_back(db, CHAIN_EVENT, number, from, 0, |row| {
                 let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
                 if seq < before {
                     page.push(message(row)?);
@@ -184,8 +185,9 @@ fn mark_at_or_after(db: &Connection, account: Uuid, conversation: Uuid, message_
 /// Messages after `read` (a message seq) not written by `reader`: walked back from the last.
 pub(super) fn count_unread(db: &Connection, conversation: Uuid, read: i64, reader: ReaderRef) -> R<i64> {
     let Some(head) = chains::head(db, conversation)? else { return Ok(0) };
+    let number = keys::existing_number(db, head.account)?;
     let mut unread = 0;
-    chains::walk_back(db, CHAIN_EVENT, head.account, head.last, 0, |row| {
+    chains::walk_back(db, CHAIN_EVENT, number, head.last, 0, |row| {
         let Some(seq) = row.get::<_, Option<i64>>(1)? else { return Ok(true) };
         if seq <= read {
             return Ok(false);
